@@ -1,0 +1,135 @@
+"""The `fedmr-ray` command: parses and validates flags, calls fedmr_ray, shows progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from typer import Abort
+
+try:  # recent typer vendors click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
+from fedmr_ray.config import (
+    AlgorithmConfig,
+    ConfigError,
+    DataConfig,
+    RuntimeConfig,
+    SimulationConfig,
+    TrainConfig,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Federated Model Recombination (FedMR) simulated on Ray.")
+
+S, D, T, A, R = SimulationConfig, DataConfig, TrainConfig, AlgorithmConfig, RuntimeConfig
+
+
+def _opt(help_text: str, panel: str, **kwargs) -> typer.Option:
+    return typer.Option(help=help_text, rich_help_panel=panel, **kwargs)
+
+
+@app.callback()
+def _commands() -> None:
+    """Federated Model Recombination (FedMR) simulated on Ray."""
+
+
+FED, ALG, LOCAL, DATA, RAY, OUT = "Federation", "Algorithm", "Local training", "Data", "Ray", "Output"
+
+
+@app.command()
+def simulate(
+    clients: Annotated[int, _opt("Number of simulated clients.", FED)] = S.clients,
+    fraction: Annotated[float, _opt("Fraction of clients sampled per round, in (0, 1]; "
+                                    "K = max(1, int(fraction x clients)).", FED)] = S.fraction,
+    rounds: Annotated[int, _opt("Communication rounds.", FED)] = S.rounds,
+    eval_every: Annotated[int, _opt("Evaluate the global model every N rounds (and after the last).",
+                                    FED)] = S.eval_every,
+    seed: Annotated[int, _opt("Seed of every random number (data, init, sampling, training, "
+                              "recombination).", FED)] = S.seed,
+    algorithm: Annotated[str, _opt("fedmr or fedavg.", ALG)] = A.name,
+    first_stage_bound: Annotated[int, _opt("FedMR: rounds before this one average the K models "
+                                           "(stage one); from it on they are recombined.", ALG)] = A.first_stage_bound,
+    granularity: Annotated[str, _opt("FedMR: what moves together: tensor (each state entry), layer "
+                                     "(each module), or block:P (chunks of about P x L entries).",
+                                     ALG)] = A.granularity,
+    diverse_init: Annotated[bool, _opt("FedMR: give each of the K models its own random "
+                                       "initialisation.", ALG)] = A.diverse_init,
+    local_epochs: Annotated[int, _opt("Local epochs per round.", LOCAL)] = T.local_epochs,
+    batch_size: Annotated[int, _opt("Local batch size.", LOCAL)] = T.batch_size,
+    lr: Annotated[float, _opt("SGD learning rate.", LOCAL)] = T.lr,
+    momentum: Annotated[float, _opt("SGD momentum (a fresh optimizer every round).", LOCAL)] = T.momentum,
+    weight_decay: Annotated[float, _opt("SGD weight decay.", LOCAL)] = T.weight_decay,
+    model: Annotated[str, _opt("Model: mlp.", DATA)] = S.model,
+    dataset: Annotated[str, _opt("Dataset: synthetic (LEAF Synthetic(alpha, beta), generated "
+                                 "from the seed).", DATA)] = D.dataset,
+    synthetic_alpha: Annotated[float, _opt("Synthetic: alpha, how much the clients' models differ.",
+                                           DATA)] = D.synthetic_alpha,
+    synthetic_beta: Annotated[float, _opt("Synthetic: beta, how much the clients' inputs differ.",
+                                          DATA)] = D.synthetic_beta,
+    num_actors: Annotated[int | None, _opt("Executor actors [default: as many as the cluster's "
+                                           "resources hold, at most one per sampled client].",
+                                           RAY, show_default=False)] = R.num_actors,
+    cpus_per_actor: Annotated[float, _opt("CPUs per executor; torch threads follow it.", RAY)] = R.cpus_per_actor,
+    gpus_per_actor: Annotated[float, _opt("GPUs per executor, fractional; > 0 trains on CUDA "
+                                          "(CPU where none is visible).", RAY)] = R.gpus_per_actor,
+    address: Annotated[str | None, _opt("Ray cluster to connect to [default: RAY_ADDRESS, else a "
+                                        "local Ray with this machine's CPUs].", RAY,
+                                        show_default=False)] = R.address,
+    serial: Annotated[bool, _opt("Run without Ray, in this process, clients one after another "
+                                 "(the reference backend).", RAY)] = False,
+    output: Annotated[Path | None, _opt("Run directory [default: runs/<timestamp>-<algorithm>].",
+                                        OUT, show_default=False)] = None,
+    quiet: Annotated[bool, _opt("No progress bar.", OUT)] = False,
+) -> None:
+    """Simulate federated learning with FedMR (or FedAvg) and write the run directory."""
+    if output is None:
+        output = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{algorithm}"
+    config = SimulationConfig(
+        clients=clients, fraction=fraction, rounds=rounds, eval_every=eval_every, seed=seed,
+        model=model, output=str(output),
+        data=DataConfig(dataset, synthetic_alpha, synthetic_beta),
+        train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay),
+        algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init),
+        runtime=RuntimeConfig(num_actors, cpus_per_actor, gpus_per_actor, address),
+    ).validate()  # before Ray starts
+
+    from cli.progress import run_with_progress
+
+    run_with_progress(config, serial=serial, quiet=quiet)
+
+
+def _usage_message(err: UsageError) -> str:
+    """click's message, with the offending value where typer's type check names none."""
+    message = " ".join(err.format_message().split())
+    errors = getattr(err.__cause__, "errors", None)
+    if callable(errors) and errors() and "input" in errors()[0]:
+        message += f" (got {errors()[0]['input']!r})"
+    return message
+
+
+def main() -> None:
+    """Entry point: a user error is one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        print(err.ctx.get_help())
+        sys.exit(0)
+    except (UsageError, ConfigError) as err:
+        message = _usage_message(err) if isinstance(err, UsageError) else str(err)
+        print(f"fedmr-ray: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except (Abort, KeyboardInterrupt):
+        print("fedmr-ray: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

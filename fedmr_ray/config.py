@@ -1,0 +1,146 @@
+"""The whole configuration of a simulation: one frozen dataclass per concern.
+
+`SimulationConfig.validate()` checks everything a user can get wrong before Ray starts, and
+raises `ConfigError` with one line naming the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = ("fedmr", "fedavg")
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration: one line, naming the value and what is accepted."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"
+    # LEAF Synthetic(alpha, beta): alpha spreads the clients' models, beta their inputs.
+    synthetic_alpha: float = 1.0
+    synthetic_beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    local_epochs: int = 5
+    batch_size: int = 50
+    lr: float = 0.01
+    momentum: float = 0.5
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "fedmr"
+    first_stage_bound: int = 0
+    granularity: str = "tensor"
+    diverse_init: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    num_actors: int | None = None
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    clients: int = 1000
+    fraction: float = 0.1
+    rounds: int = 100
+    eval_every: int = 10
+    seed: int = 0
+    model: str = "mlp"
+    output: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def cohort_size(self) -> int:
+        """K: the clients sampled per round, and the number of models FedMR keeps."""
+        return max(1, int(self.fraction * self.clients))
+
+    def is_eval_round(self, round_index: int) -> bool:
+        """Rounds are 0-based here; evaluation follows the reference (round % 10 == 9) and the last."""
+        return (round_index + 1) % self.eval_every == 0 or round_index + 1 == self.rounds
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SimulationConfig:
+        nested = {"data": DataConfig, "train": TrainConfig, "algorithm": AlgorithmConfig,
+                  "runtime": RuntimeConfig}
+        kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in raw.items()}
+        return cls(**kwargs)
+
+    def validate(self) -> SimulationConfig:
+        _check(self.clients >= 1, f"--clients {self.clients}: must be an integer >= 1")
+        _check(0.0 < self.fraction <= 1.0, f"--fraction {self.fraction}: must be in (0, 1]")
+        _check(self.rounds >= 1, f"--rounds {self.rounds}: must be an integer >= 1")
+        _check(self.eval_every >= 1, f"--eval-every {self.eval_every}: must be an integer >= 1")
+        _check(self.seed >= 0, f"--seed {self.seed}: must be an integer >= 0")
+        _check(self.data.dataset == "synthetic",
+               f"--dataset {self.data.dataset!r}: accepted values are: synthetic")
+        _check(self.data.synthetic_alpha >= 0 and self.data.synthetic_beta >= 0,
+               "synthetic alpha and beta must be >= 0")
+        from fedmr_ray.models import MODELS  # local import: models pull in torch
+
+        _check(self.model in MODELS,
+               f"--model {self.model!r}: accepted values are: {', '.join(sorted(MODELS))}")
+        t = self.train
+        _check(t.local_epochs >= 1, f"--local-epochs {t.local_epochs}: must be an integer >= 1")
+        _check(t.batch_size >= 1, f"--batch-size {t.batch_size}: must be an integer >= 1")
+        _check(t.lr > 0, f"--lr {t.lr}: must be > 0")
+        _check(0 <= t.momentum < 1, f"--momentum {t.momentum}: must be in [0, 1)")
+        _check(t.weight_decay >= 0, f"--weight-decay {t.weight_decay}: must be >= 0")
+        a = self.algorithm
+        _check(a.name in ALGORITHMS,
+               f"--algorithm {a.name!r}: accepted values are: {', '.join(ALGORITHMS)}")
+        _check(a.first_stage_bound >= 0,
+               f"--first-stage-bound {a.first_stage_bound}: must be an integer >= 0")
+        from fedmr_ray.recombine import parse_granularity
+
+        parse_granularity(a.granularity)
+        r = self.runtime
+        _check(r.num_actors is None or r.num_actors >= 1,
+               f"--num-actors {r.num_actors}: must be an integer >= 1")
+        _check(r.cpus_per_actor > 0, f"--cpus-per-actor {r.cpus_per_actor}: must be > 0")
+        _check(r.gpus_per_actor >= 0, f"--gpus-per-actor {r.gpus_per_actor}: must be >= 0")
+        _check(r.gpus_per_actor <= 1 or r.gpus_per_actor == int(r.gpus_per_actor),
+               f"--gpus-per-actor {r.gpus_per_actor}: must be a fraction in [0, 1] or a whole number")
+        if self.output is not None:
+            check_output_dir(self.output)
+        return self
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_output_dir(output: str) -> None:
+    """The run directory must be creatable and must not already hold a run (nothing is overwritten)."""
+    path = Path(output)
+    if path.exists():
+        _check(path.is_dir(), f"--output {output}: exists and is not a directory")
+        _check(not any(path.iterdir()),
+               f"--output {output}: directory is not empty; choose a new path or remove it")
+        _check(os.access(path, os.W_OK), f"--output {output}: directory is not writable")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    _check(parent.is_dir() and os.access(parent, os.W_OK),
+           f"--output {output}: cannot create it ({parent} is not a writable directory)")

@@ -1,0 +1,1 @@
+"""The Ray runtime: the only package that imports ray."""

@@ -1,0 +1,45 @@
+"""The driver's side: connect to (or start) a Ray cluster, start the coordinator, tick the rounds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+
+from fedmr_ray.config import SimulationConfig
+from fedmr_ray.federation import RoundRecord
+from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
+
+
+@contextmanager
+def ray_cluster(address: str | None) -> Iterator[None]:
+    """Reuse a Ray already initialised in this process; else connect to `address` (or
+    RAY_ADDRESS), else start a local Ray with this machine's CPUs, and stop it afterwards."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             configure_logging=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class RayRun:
+    """A simulation on Ray: `describe()` after setup, then `step()` once per round."""
+
+    def __init__(self, config: SimulationConfig):
+        num_executors = plan_executors(config.runtime, config.cohort_size, ray.cluster_resources())
+        self.coordinator = Coordinator.remote(config.to_dict(), num_executors)
+
+    def describe(self) -> dict[str, Any]:
+        return ray.get(self.coordinator.describe.remote())
+
+    def step(self) -> RoundRecord:
+        return ray.get(self.coordinator.step.remote())
+
+    def global_state(self):
+        return ray.get(self.coordinator.global_state.remote())

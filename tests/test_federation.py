@@ -1,0 +1,78 @@
+"""The round loop on the serial backend: no Ray, real models and data."""
+
+import numpy as np
+import torch
+
+from fedmr_ray.config import AlgorithmConfig, SimulationConfig, TrainConfig
+from fedmr_ray.data import make_synthetic
+from fedmr_ray.federation import Federation, sample_cohort
+from fedmr_ray.models import ModelSpec
+from fedmr_ray.serial import SerialBackend
+from fedmr_ray.train import ClientTrainer
+
+
+class RecordingBackend(SerialBackend):
+    """The serial backend, keeping the last round's trained models to compare against."""
+
+    def train(self, jobs, models):
+        self.trained, results = super().train(jobs, models)
+        self.jobs = list(jobs)
+        return self.trained, results
+
+
+def make_federation(algorithm: AlgorithmConfig, clients=20, fraction=0.25):
+    torch.set_num_threads(1)
+    config = SimulationConfig(clients=clients, fraction=fraction, rounds=3, eval_every=1,
+                              train=TrainConfig(local_epochs=1), algorithm=algorithm)
+    data = make_synthetic(clients, config.seed)
+    spec = ModelSpec("mlp", data.num_classes, data.input_shape)
+    backend = RecordingBackend(ClientTrainer(spec, data, config.train, config.seed))
+    return Federation(config, spec, data.client_sizes(), backend), backend, data
+
+
+def test_stage_one_resets_every_model_to_the_mean_then_stage_two_recombines():
+    federation, backend, _ = make_federation(AlgorithmConfig("fedmr", first_stage_bound=1))
+    k = federation.config.cohort_size
+    assert len(federation.models) == k
+    record = federation.step()  # round 0 < bound: stage one
+    assert record.stage == "average"
+    mean = [np.mean([m[e] for m in backend.trained], axis=0) for e in range(len(federation.names))]
+    for model in federation.models:
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(model, mean))
+    record = federation.step()  # round 1 >= bound: stage two
+    assert record.stage == "recombine"
+    for e in range(len(federation.names)):
+        sources = [next(i for i, t in enumerate(backend.trained) if t[e] is m[e]) for m in federation.models]
+        assert sorted(sources) == list(range(k))
+    assert record.test_accuracy is not None and 0.0 <= record.test_accuracy <= 1.0
+
+
+def test_model_j_trains_on_the_j_th_sampled_client():
+    federation, backend, _ = make_federation(AlgorithmConfig("fedmr"))
+    federation.step()
+    expected = sample_cohort(federation.config.seed, 0, 20, federation.config.cohort_size)
+    assert [job.client for job in backend.jobs] == expected.tolist()
+    assert [job.slot for job in backend.jobs] == list(range(len(expected)))
+
+
+def test_fedavg_next_model_is_the_size_weighted_mean():
+    federation, backend, data = make_federation(AlgorithmConfig("fedavg"))
+    federation.step()
+    assert len(federation.models) == 1
+    sizes = data.client_sizes()[[job.client for job in backend.jobs]].astype(float)
+    for e, entry in enumerate(federation.models[0]):
+        expected = sum(w * m[e].astype(np.float64) for w, m in zip(sizes / sizes.sum(), backend.trained))
+        assert np.allclose(entry, expected, atol=1e-6)
+
+
+def test_diverse_init_gives_each_model_its_own_initialisation():
+    same, _, _ = make_federation(AlgorithmConfig("fedmr"))
+    diverse, _, _ = make_federation(AlgorithmConfig("fedmr", diverse_init=True))
+    assert all(np.array_equal(a, b) for a, b in zip(same.models[0], same.models[1]))
+    assert not np.array_equal(diverse.models[0][0], diverse.models[1][0])
+
+
+def test_the_same_seed_gives_the_same_rounds():
+    first = [make_federation(AlgorithmConfig("fedmr"))[0] for _ in range(2)]
+    records = [[f.step() for _ in range(2)] for f in first]
+    assert records[0] == records[1]

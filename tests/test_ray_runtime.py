@@ -1,0 +1,47 @@
+"""The Ray runtime end to end: a real local Ray, real executors, the real model and data."""
+
+import numpy as np
+import pytest
+import torch
+
+from fedmr_ray import AlgorithmConfig, RuntimeConfig, SimulationConfig, TrainConfig, simulate
+from fedmr_ray.config import ConfigError
+from fedmr_ray.runtime.coordinator import plan_executors
+
+SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, train=TrainConfig(local_epochs=1))
+
+
+def without_time(history):
+    return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in history]
+
+
+@pytest.mark.parametrize("algorithm", ["fedmr", "fedavg"])
+def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorithm):
+    config = SimulationConfig(**{**SMALL.__dict__, "algorithm": AlgorithmConfig(algorithm)})
+    one = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=1)}))
+    two = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=2)}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each executor trains (one CPU each)
+    try:
+        serial = simulate(config, serial=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert [row["round"] for row in one] == [1, 2, 3]
+    assert without_time(one) == without_time(two) == without_time(serial)
+    stages = {row["stage"] for row in one}
+    assert stages == ({"recombine"} if algorithm == "fedmr" else {"average"})
+
+
+def test_plan_executors_follows_resources_and_cohort():
+    rt = RuntimeConfig()
+    assert plan_executors(rt, cohort_size=100, resources={"CPU": 8.0}) == 8
+    assert plan_executors(rt, cohort_size=3, resources={"CPU": 8.0}) == 3
+    assert plan_executors(RuntimeConfig(cpus_per_actor=0.5), 100, {"CPU": 2.0}) == 4
+    assert plan_executors(RuntimeConfig(gpus_per_actor=0.25), 100, {"CPU": 16.0, "GPU": 1.0}) == 4
+    assert plan_executors(RuntimeConfig(num_actors=3), 100, {"CPU": 4.0}) == 3
+    with pytest.raises(ConfigError, match="--num-actors 5"):
+        plan_executors(RuntimeConfig(num_actors=5), 100, {"CPU": 2.0})
+    with pytest.raises(ConfigError, match="--cpus-per-actor 4"):
+        plan_executors(RuntimeConfig(cpus_per_actor=4), 100, {"CPU": 2.0})
+    # on a cluster reached by address the autoscaler may add nodes: trust the request
+    assert plan_executors(RuntimeConfig(num_actors=5, address="ray://head:10001"), 100, {"CPU": 2.0}) == 5
