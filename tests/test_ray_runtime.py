@@ -45,3 +45,13 @@ def test_plan_executors_follows_resources_and_cohort():
         plan_executors(RuntimeConfig(cpus_per_actor=4), 100, {"CPU": 2.0})
     # on a cluster reached by address the autoscaler may add nodes: trust the request
     assert plan_executors(RuntimeConfig(num_actors=5, address="ray://head:10001"), 100, {"CPU": 2.0}) == 5
+
+
+def test_gpu_executors_degrade_to_cpu_where_there_is_no_gpu(ray_local, capfd):
+    config = SimulationConfig(**{**SMALL.__dict__, "rounds": 1})
+    on_cpu = simulate(config)
+    on_gpu = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(gpus_per_actor=0.5)}))
+    if ray_local.cluster_resources().get("GPU"):
+        pytest.skip("this machine has a GPU")
+    assert "has no GPU; training on CPU" in capfd.readouterr().err
+    assert without_time(on_cpu) == without_time(on_gpu)

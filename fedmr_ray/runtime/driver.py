@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,7 +34,12 @@ class RayRun:
     """A simulation on Ray: `describe()` after setup, then `step()` once per round."""
 
     def __init__(self, config: SimulationConfig):
-        num_executors = plan_executors(config.runtime, config.cohort_size, ray.cluster_resources())
+        resources = ray.cluster_resources()
+        if config.runtime.gpus_per_actor > 0 and not resources.get("GPU") and config.runtime.address is None:
+            print(f"fedmr-ray: warning: --gpus-per-actor {config.runtime.gpus_per_actor:g}: "
+                  "the Ray cluster has no GPU; training on CPU", file=sys.stderr)
+            config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, gpus_per_actor=0.0))
+        num_executors = plan_executors(config.runtime, config.cohort_size, resources)
         self.coordinator = Coordinator.remote(config.to_dict(), num_executors)
 
     def describe(self) -> dict[str, Any]:
