@@ -56,7 +56,7 @@ class RuntimeConfig:
 class SimulationConfig:
     clients: int = 1000
     fraction: float = 0.1
-    rounds: int = 60
+    rounds: int = 50
     eval_every: int = 10
     seed: int = 0
     model: str = "mlp"

@@ -1,5 +1,10 @@
 """The Ray runtime end to end: a real local Ray, real executors, the real model and data."""
 
+import os
+import signal
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -55,3 +60,39 @@ def test_gpu_executors_degrade_to_cpu_where_there_is_no_gpu(ray_local, capfd):
         pytest.skip("this machine has a GPU")
     assert "has no GPU; training on CPU" in capfd.readouterr().err
     assert without_time(on_cpu) == without_time(on_gpu)
+
+
+def executor_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::Executor"):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the executor processes")
+def test_an_executor_killed_mid_run_is_restarted_and_the_numbers_do_not_change(ray_local):
+    config = SimulationConfig(**{**SMALL.__dict__, "rounds": 4, "runtime": RuntimeConfig(num_actors=2)})
+    undisturbed = simulate(config)
+    killed = []
+
+    def kill_one_executor(record, elapsed):
+        if record.round == 1:  # kill while round 2 runs
+            pids = executor_pids()
+            assert pids, "no executor process found"
+
+            def kill():
+                time.sleep(0.2)
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+            threading.Thread(target=kill).start()
+
+    disturbed = simulate(config, on_round=kill_one_executor)
+    assert killed
+    assert without_time(disturbed) == without_time(undisturbed)

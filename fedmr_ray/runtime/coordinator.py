@@ -43,8 +43,11 @@ class Coordinator:
         spec = ModelSpec(cfg.model, data.num_classes, data.input_shape)
         data_ref = ray.put(data)
         rt = cfg.runtime
+        # An executor holds nothing a call cannot rebuild, and a call gives the same result on any
+        # executor: one that dies is restarted and its calls are retried (faults are retried, not hidden).
         executors = [
-            Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor).remote(
+            Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor,
+                             max_restarts=-1, max_task_retries=-1).remote(
                 spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
             for _ in range(num_executors)
         ]
