@@ -21,8 +21,10 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
         console=err, disable=quiet, transient=False,
     )
     task = progress.add_task("setting up", total=config.rounds, acc="-", loss="-")
+    setup: dict = {}
 
     def on_start(summary: dict) -> None:
+        setup.update(summary)
         where = "this process (serial)" if serial else f"{summary['num_executors']} executors"
         if not quiet:
             err.print(f"{config.algorithm.name}: {config.clients} clients, {config.cohort_size} per round, "
@@ -43,7 +45,8 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
     out.print(
         f"{config.algorithm.name}: final test accuracy {final['test_accuracy']:.4f} "
         f"(loss {final['test_loss']:.4f}) after {final['round']} rounds; "
-        f"best {best['test_accuracy']:.4f} at round {best['round']}; "
+        f"best {best['test_accuracy']:.4f} at round {best['round']}; always guessing the commonest "
+        f"class scores {setup['majority_class']:.4f}; "
         f"{final['elapsed_s']:.1f} s of rounds, {time.perf_counter() - started:.1f} s in all"
     )
     out.print(f"results: {config.output}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from fedmr_ray.algorithms import Algorithm, make_algorithm
 from fedmr_ray.config import SimulationConfig
+from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec, entry_names, initial_state
 from fedmr_ray.recombine import recombine
 from fedmr_ray.rng import Stream, generator
@@ -96,3 +97,14 @@ class Federation(Generic[M]):
         if self.global_model is None:
             raise RuntimeError("no round has been evaluated yet")
         return dict(zip(self.names, self.backend.fetch(self.global_model), strict=True))
+
+
+def run_summary(data: FederatedDataset, federation: Federation, devices: Sequence[str]) -> dict:
+    """What a run reports once set up; `majority_class` is the test accuracy of always guessing
+    the test set's commonest class, the floor any trained model should clear."""
+    return {
+        "num_executors": len(devices), "devices": sorted(set(devices)),
+        "train_samples": int(len(data.y_train)), "test_samples": int(len(data.y_test)),
+        "num_entries": len(federation.names),
+        "majority_class": float(np.bincount(data.y_test).max() / len(data.y_test)),
+    }

@@ -42,15 +42,14 @@ class SerialRun:
 
     def __init__(self, config):
         from fedmr_ray.data import load_dataset
-        from fedmr_ray.federation import Federation
+        from fedmr_ray.federation import Federation, run_summary
         from fedmr_ray.models import ModelSpec
 
         data = load_dataset(config)
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
         self.federation = Federation(config, spec, data.client_sizes(),
                                      SerialBackend(ClientTrainer(spec, data, config.train, config.seed)))
-        self.summary = {"num_executors": 0, "devices": ["cpu"], "train_samples": int(len(data.y_train)),
-                        "test_samples": int(len(data.y_test)), "num_entries": len(self.federation.names)}
+        self.summary = run_summary(data, self.federation, ["cpu"])
 
     def describe(self):
         return self.summary

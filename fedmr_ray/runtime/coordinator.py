@@ -10,7 +10,7 @@ import ray
 
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
 from fedmr_ray.data import load_dataset
-from fedmr_ray.federation import Federation, RoundRecord
+from fedmr_ray.federation import Federation, RoundRecord, run_summary
 from fedmr_ray.models import ModelSpec, entry_names
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool
@@ -54,9 +54,7 @@ class Coordinator:
         self.devices = ray.get([e.device.remote() for e in executors])
         pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes())
         self.federation = Federation(cfg, spec, data.client_sizes(), pool)
-        self.summary = {"num_executors": num_executors, "devices": sorted(set(self.devices)),
-                        "train_samples": int(len(data.y_train)), "test_samples": int(len(data.y_test)),
-                        "num_entries": len(self.federation.names)}
+        self.summary = run_summary(data, self.federation, self.devices)
 
     def describe(self) -> dict[str, Any]:
         return self.summary
