@@ -62,37 +62,57 @@ def test_gpu_executors_degrade_to_cpu_where_there_is_no_gpu(ray_local, capfd):
     assert without_time(on_cpu) == without_time(on_gpu)
 
 
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
 def executor_pids() -> list[int]:
+    """The executor processes of the Ray this test process started (its raylet is our descendant)."""
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read().startswith(b"ray::Executor"):
-                        pids.append(int(entry))
-            except OSError:
-                continue
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if not f.read().startswith(b"ray::Executor"):
+                    continue
+            ancestor = int(entry)
+            while ancestor > 1 and ancestor != os.getpid():
+                ancestor = parent_pid(ancestor)
+        except (OSError, ValueError, IndexError):
+            continue
+        if ancestor == os.getpid():
+            pids.append(int(entry))
     return pids
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the executor processes")
-def test_an_executor_killed_mid_run_is_restarted_and_the_numbers_do_not_change(ray_local):
-    config = SimulationConfig(**{**SMALL.__dict__, "rounds": 4, "runtime": RuntimeConfig(num_actors=2)})
+def test_executors_killed_mid_round_are_restarted_and_the_numbers_do_not_change(ray_local):
+    # rounds of a few seconds, so a kill 0.3 s into round 2 lands while its clients train
+    config = SimulationConfig(clients=30, fraction=0.5, rounds=3, eval_every=1, seed=1,
+                              train=TrainConfig(local_epochs=10, batch_size=10),
+                              runtime=RuntimeConfig(num_actors=2))
     undisturbed = simulate(config)
-    killed = []
+    marks: dict[str, float] = {}
+    killers: list[threading.Thread] = []
 
-    def kill_one_executor(record, elapsed):
-        if record.round == 1:  # kill while round 2 runs
+    def kill_executors_during_round_2(record, elapsed):
+        marks[f"end {record.round}"] = time.monotonic()
+        if record.round == 1:
             pids = executor_pids()
-            assert pids, "no executor process found"
+            assert len(pids) >= 2, pids
 
             def kill():
-                time.sleep(0.2)
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
+                time.sleep(0.3)
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                marks["kill"] = time.monotonic()
 
-            threading.Thread(target=kill).start()
+            killers.append(threading.Thread(target=kill))
+            killers[0].start()
 
-    disturbed = simulate(config, on_round=kill_one_executor)
-    assert killed
+    disturbed = simulate(config, on_round=kill_executors_during_round_2)
+    killers[0].join()
+    assert marks["end 1"] < marks["kill"] < marks["end 2"], marks  # the kill fell inside round 2
     assert without_time(disturbed) == without_time(undisturbed)
