@@ -76,3 +76,24 @@ def test_the_same_seed_gives_the_same_rounds():
     first = [make_federation(AlgorithmConfig("fedmr"))[0] for _ in range(2)]
     records = [[f.step() for _ in range(2)] for f in first]
     assert records[0] == records[1]
+
+
+def test_momentum_sgd_matches_torch_sgd_step_for_step():
+    from fedmr_ray.train import MomentumSGD
+
+    torch.manual_seed(0)
+    ours, theirs = (torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+                    for _ in range(2))
+    theirs.load_state_dict(ours.state_dict())
+    for momentum, weight_decay in [(0.5, 0.0), (0.9, 1e-3), (0.0, 0.0)]:
+        sgd = MomentumSGD(list(ours.parameters()), 0.1, momentum, weight_decay)
+        reference = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay)
+        for step in range(5):
+            x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+            loss = torch.nn.functional.cross_entropy(ours(x), y)
+            sgd.step(torch.autograd.grad(loss, list(ours.parameters())))
+            reference.zero_grad()
+            torch.nn.functional.cross_entropy(theirs(x), y).backward()
+            reference.step()
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                assert torch.equal(a, b), (momentum, weight_decay, step)
