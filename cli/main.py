@@ -66,6 +66,10 @@ def simulate(
     lr: Annotated[float, _opt("SGD learning rate.", LOCAL)] = T.lr,
     momentum: Annotated[float, _opt("SGD momentum (a fresh optimizer every round).", LOCAL)] = T.momentum,
     weight_decay: Annotated[float, _opt("SGD weight decay.", LOCAL)] = T.weight_decay,
+    client_batch: Annotated[int, _opt("Clients an executor trains at once, each step vectorised over "
+                                      "them, where that gives the same numbers as one by one (checked "
+                                      "at start; small models without dropout or BatchNorm); 1 trains "
+                                      "them one by one.", LOCAL)] = T.client_batch,
     model: Annotated[str, _opt("Model: mlp.", DATA)] = S.model,
     dataset: Annotated[str, _opt("Dataset: synthetic (LEAF Synthetic(alpha, beta), generated "
                                  "from the seed).", DATA)] = D.dataset,
@@ -95,7 +99,7 @@ def simulate(
         clients=clients, fraction=fraction, rounds=rounds, eval_every=eval_every, seed=seed,
         model=model, output=str(output),
         data=DataConfig(dataset, synthetic_alpha, synthetic_beta),
-        train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay),
+        train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay, client_batch),
         algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init),
         runtime=RuntimeConfig(num_actors, cpus_per_actor, gpus_per_actor, address),
     ).validate()  # before Ray starts

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ALGORITHMS = ("fedmr", "fedavg")
 
 
@@ -34,6 +36,13 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.5
     weight_decay: float = 0.0
+    # Clients trained at once by one executor, their steps vectorised, where that gives the same
+    # numbers as one by one (see train.ClientTrainer); 1 trains them one by one.
+    client_batch: int = 32
+
+    def local_steps(self, num_samples: np.ndarray | int) -> np.ndarray | int:
+        """Local SGD steps of a client with this many samples (the last batch of an epoch is short)."""
+        return self.local_epochs * -(-num_samples // self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class SimulationConfig:
         _check(t.lr > 0, f"--lr {t.lr}: must be > 0")
         _check(0 <= t.momentum < 1, f"--momentum {t.momentum}: must be in [0, 1)")
         _check(t.weight_decay >= 0, f"--weight-decay {t.weight_decay}: must be >= 0")
+        _check(t.client_batch >= 1, f"--client-batch {t.client_batch}: must be an integer >= 1")
         a = self.algorithm
         _check(a.name in ALGORITHMS,
                f"--algorithm {a.name!r}: accepted values are: {', '.join(ALGORITHMS)}")

@@ -24,7 +24,7 @@ class SerialBackend:
         return entries
 
     def train(self, jobs: Sequence[TrainJob], models: Sequence[Model]) -> tuple[list[Model], list[ClientResult]]:
-        out = [self.trainer.train(job, model) for job, model in zip(jobs, models, strict=True)]
+        out = self.trainer.train_many(jobs, models)
         return [entries for entries, _ in out], [result for _, result in out]
 
     def mean(self, models: Sequence[Model], weights: np.ndarray) -> Model:

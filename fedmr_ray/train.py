@@ -3,11 +3,12 @@
 A `ClientTrainer` keeps one resident nn.Module and the dataset; each `train` call loads a model's
 entries into it, runs local SGD on one client's shard and returns the new entries. Randomness
 (shuffling, dropout) is seeded from (seed, round, client), so the result does not depend on which
-trainer ran it or what it ran before.
+trainer ran it, what it ran before, or which clients it trained beside it.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,42 +46,57 @@ def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.from_numpy(np.asarray(array)).to(device)
 
 
-class MomentumSGD:
-    """torch.optim.SGD (momentum, weight decay, no dampening or Nesterov), step for step the same
-    arithmetic, in three fused list ops instead of the optimizer's per-parameter Python loop: for a
-    small model the step's overhead is a large share of the training time. A fresh one per round,
-    as the reference builds a fresh optimizer for every local update."""
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The local loss: sum over the batch of weight x cross-entropy, the weights 1/(samples) on a
+    batch's samples and 0 on padding, so the mean over the real samples, as the reference's."""
+    return (F.cross_entropy(logits, target, reduction="none") * weights).sum()
 
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float, weight_decay: float):
-        self.params = list(params)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.buffers: list[torch.Tensor] | None = None
 
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor]) -> None:
-        grads = list(grads)
-        if self.weight_decay:
-            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
-        if self.momentum:
-            if self.buffers is None:
-                self.buffers = [g.detach().clone() for g in grads]
-            else:
-                torch._foreach_mul_(self.buffers, self.momentum)
-                torch._foreach_add_(self.buffers, grads)
-            grads = self.buffers
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+def sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor],
+             cfg: TrainConfig) -> None:
+    """One step of torch.optim.SGD (momentum, weight decay; no dampening or Nesterov), the same
+    arithmetic in three fused list ops instead of the optimizer's per-parameter Python loop: for a
+    small model that loop is a large share of the training time. Momentum buffers start at zero
+    (0 * momentum + grad is the first gradient exactly, as torch's clone of it)."""
+    with torch.no_grad():
+        if cfg.weight_decay:
+            grads = torch._foreach_add(list(grads), list(params), alpha=cfg.weight_decay)
+        if cfg.momentum:
+            torch._foreach_mul_(list(buffers), cfg.momentum)
+            torch._foreach_add_(list(buffers), list(grads))
+            grads = buffers
+        torch._foreach_add_(list(params), list(grads), alpha=-cfg.lr)
 
 
 class ClientTrainer:
+    """Trains clients on one resident model. A fresh optimizer state per client and round, as the
+    reference builds a fresh optimizer for every local update.
+
+    `train_many` trains several clients at once where the model allows: their models stacked, each
+    step vectorised over them (torch.func.vmap), which for a small model, where most of a step is
+    per-operation overhead, pays that overhead once for many clients. It is used only where it
+    gives bit for bit the numbers of one by one (`self.vectorised`, checked when the trainer
+    starts), and only for models whose step depends on nothing but parameters and data (no
+    buffers, no dropout). Such models also pad an epoch's short last batch to full size with zero
+    loss weights, one by one as well, so that every step has one shape and client_batch changes
+    no number; the loss and its gradient are those of the real samples.
+    """
+
     def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
                  device: str = "cpu"):
         self.device = torch.device(device)
         self.model = spec.build().to(self.device)
         self.entries = list(self.model.state_dict().values())  # share storage with the module
+        self.params = dict(self.model.named_parameters())
         self.data = data
         self.train_config = train
         self.seed = seed
+        cpu = torch.device("cpu")
+        self._x, self._y = as_tensor(data.x_train, cpu), as_tensor(data.y_train, cpu)
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._vmapped = torch.func.vmap(torch.func.grad_and_value(self._functional_loss))
+        self.padded = self._vectorising_is_exact()
+        self.vectorised = self.padded and train.client_batch > 1
 
     def load(self, entries: Sequence[np.ndarray]) -> None:
         with torch.no_grad():
@@ -90,28 +106,137 @@ class ClientTrainer:
     def state(self) -> list[np.ndarray]:
         return [t.detach().cpu().numpy().copy() for t in self.entries]
 
-    def train(self, job: TrainJob, entries: Sequence[np.ndarray]) -> tuple[list[np.ndarray], ClientResult]:
-        cfg = self.train_config
-        self.load(entries)
-        x, y = self.data.client_samples(job.client)
-        x, y = as_tensor(x, self.device), as_tensor(y, self.device)
-        n = len(y)
+    def batches(self, job: TrainJob) -> list[np.ndarray]:
+        """The client's local steps: per epoch a shuffle of its rows, cut into batches."""
+        rows, size = self.data.client_rows(job.client), self.train_config.batch_size
         rng = generator(self.seed, Stream.TRAIN, job.round, job.client)
-        torch.manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client))
-        params = list(self.model.parameters())
-        optimizer = MomentumSGD(params, cfg.lr, cfg.momentum, cfg.weight_decay)
+        steps = []
+        for _ in range(self.train_config.local_epochs):
+            order = rows[rng.permutation(len(rows))]
+            steps += [order[start:start + size] for start in range(0, len(rows), size)]
+        return steps
+
+    def _inputs(self, batches: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, y, loss weights) of one batch per client, stacked: [clients, batch, ...]."""
+        lengths = [len(rows) for rows in batches]
+        width = self.train_config.batch_size if self.padded else max(lengths)
+        if min(lengths) == width:
+            rows = np.stack(batches)
+        else:
+            rows = np.stack([np.resize(batch, width) for batch in batches])
+        index = torch.from_numpy(rows)
+        return (self._x[index].to(self.device), self._y[index].to(self.device),
+                self._loss_weights(width)[lengths])
+
+    @functools.cache
+    def _loss_weights(self, width: int) -> torch.Tensor:
+        """Row n: a batch of n samples padded to `width`: 1/n on the samples, 0 on the padding."""
+        table = torch.zeros(width + 1, width)
+        for n in range(1, width + 1):
+            table[n, :n] = torch.tensor(1.0 / n, dtype=torch.float32)
+        return table.to(self.device)
+
+    def _functional_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                         weights: torch.Tensor) -> torch.Tensor:
+        return weighted_cross_entropy(torch.func.functional_call(self.model, params, (x,)), y, weights)
+
+    def _run(self, batches: Sequence[np.ndarray], buffers: list[torch.Tensor], total: torch.Tensor) -> None:
+        """Local SGD of the resident model over these batches, adding the step losses to `total`."""
+        params = list(self.params.values())
+        for rows in batches:
+            x, y, weights = self._inputs([rows])
+            loss = weighted_cross_entropy(self.model(x[0]), y[0], weights[0])
+            sgd_step(params, torch.autograd.grad(loss, params), buffers, self.train_config)
+            total += loss.detach()
+
+    def train(self, job: TrainJob, entries: Sequence[np.ndarray]) -> tuple[list[np.ndarray], ClientResult]:
+        self.load(entries)
+        torch.manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client))  # dropout
         self.model.train()
+        batches = self.batches(job)
         total = torch.zeros((), device=self.device)
-        steps = 0
-        for _ in range(cfg.local_epochs):
-            order = as_tensor(rng.permutation(n), self.device)
-            xs, ys = x[order], y[order]  # one gather per epoch; the batches are then views
-            for start in range(0, n, cfg.batch_size):
-                loss = F.cross_entropy(self.model(xs[start:start + cfg.batch_size]), ys[start:start + cfg.batch_size])
-                optimizer.step(torch.autograd.grad(loss, params))
-                total += loss.detach()
-                steps += 1
-        return self.state(), ClientResult(job.client, n, float(total) / max(steps, 1))
+        self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total)
+        return self.state(), self._result(job, total, len(batches))
+
+    def _result(self, job: TrainJob, total: torch.Tensor, steps: int) -> ClientResult:
+        return ClientResult(job.client, len(self.data.client_rows(job.client)), float(total) / max(steps, 1))
+
+    def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]]
+                   ) -> list[tuple[list[np.ndarray], ClientResult]]:
+        """`train` for each job, in the jobs' order."""
+        if not self.vectorised or len(jobs) < 2:
+            return [self.train(job, model) for job, model in zip(jobs, models, strict=True)]
+        plans = [self.batches(job) for job in jobs]
+        order = sorted(range(len(jobs)), key=lambda i: -len(plans[i]))  # the longest first
+        out: list = [None] * len(jobs)
+        size = self.train_config.client_batch
+        for start in range(0, len(order), size):
+            group = order[start:start + size]
+            trained = self._train_together([plans[i] for i in group], [models[i] for i in group])
+            for i, (entries, total) in zip(group, trained):
+                out[i] = (entries, self._result(jobs[i], total, len(plans[i])))
+        return out
+
+    def _train_together(self, plans: list[list[np.ndarray]], models: Sequence[Sequence[np.ndarray]]
+                        ) -> list[tuple[list[np.ndarray], torch.Tensor]]:
+        """Clients sorted by their number of steps, longest first, so that at step s the clients
+        still training are a prefix of the stack and each step works on views. Once two or fewer
+        are left, where a vectorised step costs more than it saves, they finish one by one on
+        the resident model."""
+        names, lengths = list(self.params), [len(plan) for plan in plans]
+        stacked = [torch.stack([as_tensor(m[e], self.device) for m in models]) for e in range(len(names))]
+        buffers = [torch.zeros_like(p) for p in stacked]
+        totals = torch.zeros(len(plans), device=self.device)
+        step = 0
+        while (active := sum(1 for n in lengths if n > step)) > 2:
+            x, y, weights = self._inputs([plans[i][step] for i in range(active)])
+            grads, losses = self._vmapped(dict(zip(names, (p[:active] for p in stacked))), x, y, weights)
+            sgd_step([p[:active] for p in stacked], [grads[name] for name in names],
+                     [b[:active] for b in buffers], self.train_config)
+            totals[:active] += losses
+            step += 1
+        for i in range(active):
+            with torch.no_grad():
+                for param, p in zip(self.params.values(), stacked):
+                    param.copy_(p[i])
+            self._run(plans[i][step:], [b[i].clone() for b in buffers], totals[i])
+            with torch.no_grad():
+                for param, p in zip(self.params.values(), stacked):
+                    p[i].copy_(param)
+        return [([p[i].cpu().numpy().copy() for p in stacked], totals[i]) for i in range(len(plans))]
+
+    def _vectorising_is_exact(self) -> bool:
+        """Whether a vectorised step gives bit for bit the losses and gradients of steps one by
+        one on the resident model, here, for short (padded) batches too."""
+        stochastic = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._NormBase)
+        if list(self.model.buffers()) or any(isinstance(m, stochastic) for m in self.model.modules()):
+            return False
+        self.padded = True
+        saved = [p.detach().clone() for p in self.params.values()]
+        generator_ = torch.Generator().manual_seed(0)
+        size = self.train_config.batch_size
+        try:
+            for count in sorted({3, max(self.train_config.client_batch, 3)}):
+                stacked = [p.detach()[None] + 0.01 * torch.randn((count, *p.shape), generator=generator_).to(p)
+                           for p in saved]
+                batches = [torch.randint(0, len(self._y), (size - i % 2 * (size // 2),), generator=generator_).numpy()
+                           for i in range(count)]
+                x, y, weights = self._inputs(batches)
+                grads, losses = self._vmapped(dict(zip(self.params, stacked)), x, y, weights)
+                for i in range(count):
+                    with torch.no_grad():
+                        for param, p in zip(self.params.values(), stacked):
+                            param.copy_(p[i])
+                    loss = weighted_cross_entropy(self.model(x[i]), y[i], weights[i])
+                    one = torch.autograd.grad(loss, list(self.params.values()))
+                    if not torch.equal(loss, losses[i]) or not all(
+                            torch.equal(g, grads[name][i]) for g, name in zip(one, self.params)):
+                        return False
+            return True
+        finally:
+            with torch.no_grad():
+                for param, value in zip(self.params.values(), saved):
+                    param.copy_(value)
 
     def evaluate(self, entries: Sequence[np.ndarray]) -> tuple[float, float]:
         """(accuracy, mean cross-entropy) of the model with these entries on the whole test set."""

@@ -78,22 +78,47 @@ def test_the_same_seed_gives_the_same_rounds():
     assert records[0] == records[1]
 
 
-def test_momentum_sgd_matches_torch_sgd_step_for_step():
-    from fedmr_ray.train import MomentumSGD
+def test_sgd_step_matches_torch_sgd_step_for_step():
+    from fedmr_ray.train import sgd_step
 
     torch.manual_seed(0)
     ours, theirs = (torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
                     for _ in range(2))
     theirs.load_state_dict(ours.state_dict())
     for momentum, weight_decay in [(0.5, 0.0), (0.9, 1e-3), (0.0, 0.0)]:
-        sgd = MomentumSGD(list(ours.parameters()), 0.1, momentum, weight_decay)
+        params = list(ours.parameters())
+        buffers = [torch.zeros_like(p) for p in params]
+        config = TrainConfig(lr=0.1, momentum=momentum, weight_decay=weight_decay)
         reference = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay)
         for step in range(5):
             x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
             loss = torch.nn.functional.cross_entropy(ours(x), y)
-            sgd.step(torch.autograd.grad(loss, list(ours.parameters())))
+            sgd_step(params, torch.autograd.grad(loss, params), buffers, config)
             reference.zero_grad()
             torch.nn.functional.cross_entropy(theirs(x), y).backward()
             reference.step()
             for a, b in zip(ours.parameters(), theirs.parameters()):
                 assert torch.equal(a, b), (momentum, weight_decay, step)
+
+
+def test_clients_trained_together_get_the_numbers_of_clients_trained_one_by_one():
+    from fedmr_ray.train import TrainJob
+
+    torch.set_num_threads(1)
+    data = make_synthetic(12, seed=5)
+    spec = ModelSpec("mlp", data.num_classes, data.input_shape)
+    config = TrainConfig(local_epochs=2, batch_size=16, client_batch=5, momentum=0.9, weight_decay=1e-3)
+    together = ClientTrainer(spec, data, config, seed=5)
+    assert together.vectorised  # exact on this machine: the test below would say if it were not
+    one_by_one = ClientTrainer(spec, data, TrainConfig(**{**config.__dict__, "client_batch": 1}), seed=5)
+    assert not one_by_one.vectorised
+    from fedmr_ray.models import initial_state
+
+    models = [initial_state(spec, 5, index) for index in range(12)]
+    jobs = [TrainJob(slot, client, 3) for slot, client in enumerate(range(12))]
+    lengths = {len(together.batches(job)) for job in jobs}
+    assert len(lengths) > 3  # clients of many lengths, short last batches included
+    for (entries, result), job, model in zip(together.train_many(jobs, models), jobs, models):
+        expected, expected_result = one_by_one.train(job, model)
+        assert result == expected_result
+        assert all(np.array_equal(a, b) for a, b in zip(entries, expected))

@@ -116,3 +116,16 @@ def test_executors_killed_mid_round_are_restarted_and_the_numbers_do_not_change(
     killers[0].join()
     assert marks["end 1"] < marks["kill"] < marks["end 2"], marks  # the kill fell inside round 2
     assert without_time(disturbed) == without_time(undisturbed)
+
+
+def test_plan_groups_covers_the_cohort_once_costliest_first_within_the_caps():
+    from fedmr_ray.runtime.pool import plan_groups
+
+    costs = [400, 5, 5, 30, 10, 10, 120, 10, 5, 5, 60, 10]
+    groups = plan_groups(costs, max_clients=3, parts=4)  # cap: 670 / 4 = 167.5
+    assert sorted(i for group in groups for i in group) == list(range(len(costs)))
+    assert groups[0] == [0]  # alone: more than the cap by itself
+    assert all(len(group) <= 3 for group in groups)
+    assert all(len(group) == 1 or sum(costs[i] for i in group) <= 670 / 4 for group in groups)
+    flat = [costs[i] for group in groups for i in group]
+    assert flat == sorted(costs, reverse=True)  # runs of similar cost, the costliest first

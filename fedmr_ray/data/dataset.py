@@ -33,9 +33,13 @@ class FederatedDataset:
     def client_sizes(self) -> np.ndarray:
         return np.diff(self.client_offsets)
 
-    def client_samples(self, client: int) -> tuple[np.ndarray, np.ndarray]:
-        span = slice(int(self.client_offsets[client]), int(self.client_offsets[client + 1]))
+    def client_rows(self, client: int) -> np.ndarray:
+        """The client's training samples as row numbers of x_train / y_train."""
+        start, stop = int(self.client_offsets[client]), int(self.client_offsets[client + 1])
         if self.client_index is None:
-            return self.x_train[span], self.y_train[span]
-        rows = self.client_index[span]
+            return np.arange(start, stop)
+        return self.client_index[start:stop]
+
+    def client_samples(self, client: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.client_rows(client)
         return self.x_train[rows], self.y_train[rows]

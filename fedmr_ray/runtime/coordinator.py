@@ -52,7 +52,7 @@ class Coordinator:
             for _ in range(num_executors)
         ]
         self.devices = ray.get([e.device.remote() for e in executors])
-        pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes())
+        pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes(), cfg.train)
         self.federation = Federation(cfg, spec, data.client_sizes(), pool)
         self.summary = run_summary(data, self.federation, self.devices)
 

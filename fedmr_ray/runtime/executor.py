@@ -25,9 +25,12 @@ class Executor:
     def device(self) -> str:
         return str(self.trainer.device)
 
-    def train(self, job: TrainJob, *entries: np.ndarray) -> tuple[np.ndarray | ClientResult, ...]:
-        new_entries, result = self.trainer.train(job, entries)
-        return (*new_entries, result)
+    def train(self, jobs: list[TrainJob], *entries: np.ndarray) -> tuple[np.ndarray | list[ClientResult], ...]:
+        """Jobs[k] trains the model entries[k * L:(k + 1) * L]; returns the new entries, flat in
+        the same layout, then the list of results."""
+        size = len(entries) // len(jobs)
+        trained = self.trainer.train_many(jobs, [entries[k * size:(k + 1) * size] for k in range(len(jobs))])
+        return (*[entry for new_entries, _ in trained for entry in new_entries], [result for _, result in trained])
 
     def mean(self, weights: np.ndarray, *entries: np.ndarray) -> np.ndarray:
         return weighted_mean(entries, weights)

@@ -10,41 +10,74 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
+from fedmr_ray.config import TrainConfig
 from fedmr_ray.train import ClientResult, TrainJob
 
 Model = list[ray.ObjectRef]
 
-# Calls queued per executor: the next client is already waiting when one finishes.
+# Calls queued per executor: the next group is already waiting when one finishes.
 IN_FLIGHT_PER_EXECUTOR = 2
+# Groups per executor and round: enough that the executors finish at about the same time.
+GROUPS_PER_EXECUTOR = 4
+
+
+def plan_groups(costs: Sequence[float], max_clients: int, parts: int) -> list[list[int]]:
+    """The cohort's positions cut into groups, one executor call each, the costliest first.
+    A group is a run of clients of similar cost (trained together, they finish together) of at
+    most `max_clients` clients and, unless one client alone costs more, about 1/parts of the
+    round's cost, so that the last calls to finish are short ones."""
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    cap = sum(costs) / max(parts, 1)
+    groups: list[list[int]] = []
+    cost = 0.0
+    for i in order:
+        if not groups or len(groups[-1]) >= max_clients or cost + costs[i] > cap:
+            groups.append([])
+            cost = 0.0
+        groups[-1].append(i)
+        cost += costs[i]
+    return groups
 
 
 class ExecutorPool:
-    def __init__(self, executors: Sequence[ActorHandle], num_entries: int, client_sizes: np.ndarray):
+    def __init__(self, executors: Sequence[ActorHandle], num_entries: int, client_sizes: np.ndarray,
+                 train: TrainConfig):
         self.executors = list(executors)
         self.num_entries = num_entries
         self.client_sizes = client_sizes
+        self.train_config = train
 
     def put(self, entries: list[np.ndarray]) -> Model:
         return [ray.put(entry) for entry in entries]
 
     def train(self, jobs: Sequence[TrainJob], models: Sequence[Model]) -> tuple[list[Model], list[ClientResult]]:
-        """Largest clients first, each to the first executor with a free slot: the round ends
-        when the slowest executor does, so balance matters more than order."""
-        pending = deque(sorted(range(len(jobs)), key=lambda i: -self.client_sizes[jobs[i].client]))
+        """Groups of clients, the costliest first, each to the first executor with a free slot:
+        the round ends when the slowest executor does, so balance matters more than order."""
+        costs = self.train_config.local_steps(self.client_sizes[[job.client for job in jobs]])
+        pending = deque(plan_groups(costs.tolist(), self.train_config.client_batch,
+                                    len(self.executors) * GROUPS_PER_EXECUTOR))
         free = deque(self.executors * IN_FLIGHT_PER_EXECUTOR)
         new_models: list[Model] = [[] for _ in jobs]
-        result_refs: list[ray.ObjectRef | None] = [None] * len(jobs)
+        result_refs: list[tuple[list[int], ray.ObjectRef]] = []
         in_flight: dict[ray.ObjectRef, ActorHandle] = {}
+        size = self.num_entries
         while pending or in_flight:
             while pending and free:
-                i, executor = pending.popleft(), free.popleft()
-                refs = executor.train.options(num_returns=self.num_entries + 1).remote(jobs[i], *models[i])
-                new_models[i], result_refs[i] = refs[:-1], refs[-1]
+                group, executor = pending.popleft(), free.popleft()
+                refs = executor.train.options(num_returns=len(group) * size + 1).remote(
+                    [jobs[i] for i in group], *[ref for i in group for ref in models[i]])
+                for k, i in enumerate(group):
+                    new_models[i] = refs[k * size:(k + 1) * size]
+                result_refs.append((group, refs[-1]))
                 in_flight[refs[-1]] = executor
             done, _ = ray.wait(list(in_flight), num_returns=1, fetch_local=False)
             for ref in done:
                 free.append(in_flight.pop(ref))
-        return new_models, ray.get(result_refs)
+        results: list[ClientResult | None] = [None] * len(jobs)
+        for (group, _), group_results in zip(result_refs, ray.get([ref for _, ref in result_refs])):
+            for i, result in zip(group, group_results):
+                results[i] = result
+        return new_models, results
 
     def mean(self, models: Sequence[Model], weights: np.ndarray) -> Model:
         """One call per entry, spread over the executors: each reads K arrays of one entry."""
