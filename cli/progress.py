@@ -26,6 +26,8 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
     def on_start(summary: dict) -> None:
         setup.update(summary)
         where = "this process (serial)" if serial else f"{summary['num_executors']} executors"
+        if summary["vectorised"]:
+            where += f" training up to {config.train.client_batch} clients at once"
         if not quiet:
             err.print(f"{config.algorithm.name}: {config.clients} clients, {config.cohort_size} per round, "
                       f"{summary['train_samples']:,} training samples; {where} on "

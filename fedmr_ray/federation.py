@@ -99,11 +99,12 @@ class Federation(Generic[M]):
         return dict(zip(self.names, self.backend.fetch(self.global_model), strict=True))
 
 
-def run_summary(data: FederatedDataset, federation: Federation, devices: Sequence[str]) -> dict:
+def run_summary(data: FederatedDataset, federation: Federation, devices: Sequence[str], vectorised: bool) -> dict:
     """What a run reports once set up; `majority_class` is the test accuracy of always guessing
-    the test set's commonest class, the floor any trained model should clear."""
+    the test set's commonest class, the floor any trained model should clear; `vectorised`,
+    whether executors train several clients at once (train.ClientTrainer)."""
     return {
-        "num_executors": len(devices), "devices": sorted(set(devices)),
+        "num_executors": len(devices), "devices": sorted(set(devices)), "vectorised": vectorised,
         "train_samples": int(len(data.y_train)), "test_samples": int(len(data.y_test)),
         "num_entries": len(federation.names),
         "majority_class": float(np.bincount(data.y_test).max() / len(data.y_test)),

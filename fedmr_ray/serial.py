@@ -47,9 +47,9 @@ class SerialRun:
 
         data = load_dataset(config)
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
-        self.federation = Federation(config, spec, data.client_sizes(),
-                                     SerialBackend(ClientTrainer(spec, data, config.train, config.seed)))
-        self.summary = run_summary(data, self.federation, ["cpu"])
+        trainer = ClientTrainer(spec, data, config.train, config.seed)
+        self.federation = Federation(config, spec, data.client_sizes(), SerialBackend(trainer))
+        self.summary = run_summary(data, self.federation, ["cpu"], trainer.vectorised)
 
     def describe(self):
         return self.summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -163,47 +164,75 @@ class ClientTrainer:
 
     def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]]
                    ) -> list[tuple[list[np.ndarray], ClientResult]]:
-        """`train` for each job, in the jobs' order."""
-        if not self.vectorised or len(jobs) < 2:
+        """`train` for each job, in the jobs' order.
+
+        Vectorised, the clients run in `client_batch` lanes, a stack of models that takes one
+        step for every lane at once; a client that finishes hands its lane to the next, the
+        longest first, so the lanes stay full however unequal the clients are. The lanes in use
+        are always the first ones, so that each step works on views of the stack. Once two or
+        fewer clients are left, where a vectorised step costs more than it saves, they finish
+        one by one on the resident model."""
+        if not self.vectorised or len(jobs) < 3:
             return [self.train(job, model) for job, model in zip(jobs, models, strict=True)]
         plans = [self.batches(job) for job in jobs]
-        order = sorted(range(len(jobs)), key=lambda i: -len(plans[i]))  # the longest first
-        out: list = [None] * len(jobs)
-        size = self.train_config.client_batch
-        for start in range(0, len(order), size):
-            group = order[start:start + size]
-            trained = self._train_together([plans[i] for i in group], [models[i] for i in group])
-            for i, (entries, total) in zip(group, trained):
-                out[i] = (entries, self._result(jobs[i], total, len(plans[i])))
-        return out
-
-    def _train_together(self, plans: list[list[np.ndarray]], models: Sequence[Sequence[np.ndarray]]
-                        ) -> list[tuple[list[np.ndarray], torch.Tensor]]:
-        """Clients sorted by their number of steps, longest first, so that at step s the clients
-        still training are a prefix of the stack and each step works on views. Once two or fewer
-        are left, where a vectorised step costs more than it saves, they finish one by one on
-        the resident model."""
-        names, lengths = list(self.params), [len(plan) for plan in plans]
-        stacked = [torch.stack([as_tensor(m[e], self.device) for m in models]) for e in range(len(names))]
+        queue = deque(sorted(range(len(jobs)), key=lambda i: -len(plans[i])))
+        width = min(self.train_config.client_batch, len(jobs))
+        names = list(self.params)
+        stacked = [torch.empty((width, *p.shape), dtype=p.dtype, device=self.device) for p in self.params.values()]
         buffers = [torch.zeros_like(p) for p in stacked]
-        totals = torch.zeros(len(plans), device=self.device)
-        step = 0
-        while (active := sum(1 for n in lengths if n > step)) > 2:
-            x, y, weights = self._inputs([plans[i][step] for i in range(active)])
+        totals = torch.zeros(width, device=self.device)
+        client = [0] * width  # the job each lane trains
+        step = [0] * width  # its next step
+        out: list = [None] * len(jobs)
+
+        def start(lane: int) -> None:
+            client[lane], step[lane] = queue.popleft(), 0
+            with torch.no_grad():
+                for p, b, entry in zip(stacked, buffers, models[client[lane]]):
+                    p[lane].copy_(as_tensor(entry, self.device))
+                    b[lane].zero_()
+                totals[lane] = 0
+
+        def finish(lane: int) -> None:
+            i = client[lane]
+            out[i] = ([p[lane].cpu().numpy().copy() for p in stacked], self._result(jobs[i], totals[lane], len(plans[i])))
+
+        def move(source: int, lane: int) -> None:
+            client[lane], step[lane] = client[source], step[source]
+            with torch.no_grad():
+                for tensor in (*stacked, *buffers, totals):
+                    tensor[lane] = tensor[source]
+
+        for lane in range(width):
+            start(lane)
+        active = width
+        while active > 2:
+            x, y, weights = self._inputs([plans[client[lane]][step[lane]] for lane in range(active)])
             grads, losses = self._vmapped(dict(zip(names, (p[:active] for p in stacked))), x, y, weights)
             sgd_step([p[:active] for p in stacked], [grads[name] for name in names],
                      [b[:active] for b in buffers], self.train_config)
             totals[:active] += losses
-            step += 1
-        for i in range(active):
+            for lane in reversed(range(active)):  # lanes above `lane` are settled: safe to move
+                step[lane] += 1
+                if step[lane] < len(plans[client[lane]]):
+                    continue
+                finish(lane)
+                if queue:
+                    start(lane)
+                else:
+                    active -= 1
+                    if lane != active:
+                        move(active, lane)
+        for lane in range(active):
             with torch.no_grad():
                 for param, p in zip(self.params.values(), stacked):
-                    param.copy_(p[i])
-            self._run(plans[i][step:], [b[i].clone() for b in buffers], totals[i])
+                    param.copy_(p[lane])
+            self._run(plans[client[lane]][step[lane]:], [b[lane].clone() for b in buffers], totals[lane])
             with torch.no_grad():
                 for param, p in zip(self.params.values(), stacked):
-                    p[i].copy_(param)
-        return [([p[i].cpu().numpy().copy() for p in stacked], totals[i]) for i in range(len(plans))]
+                    p[lane].copy_(param)
+            finish(lane)
+        return out
 
     def _vectorising_is_exact(self) -> bool:
         """Whether a vectorised step gives bit for bit the losses and gradients of steps one by

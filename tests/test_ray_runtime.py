@@ -118,14 +118,13 @@ def test_executors_killed_mid_round_are_restarted_and_the_numbers_do_not_change(
     assert without_time(disturbed) == without_time(undisturbed)
 
 
-def test_plan_groups_covers_the_cohort_once_costliest_first_within_the_caps():
+def test_plan_groups_balances_the_cohort_costliest_first():
     from fedmr_ray.runtime.pool import plan_groups
 
-    costs = [400, 5, 5, 30, 10, 10, 120, 10, 5, 5, 60, 10]
-    groups = plan_groups(costs, max_clients=3, parts=4)  # cap: 670 / 4 = 167.5
+    costs = [400, 5, 5, 30, 10, 10, 120, 10, 5, 5, 60, 10, 300]
+    groups = plan_groups(costs, parts=3)
     assert sorted(i for group in groups for i in group) == list(range(len(costs)))
-    assert groups[0] == [0]  # alone: more than the cap by itself
-    assert all(len(group) <= 3 for group in groups)
-    assert all(len(group) == 1 or sum(costs[i] for i in group) <= 670 / 4 for group in groups)
-    flat = [costs[i] for group in groups for i in group]
-    assert flat == sorted(costs, reverse=True)  # runs of similar cost, the costliest first
+    loads = [sum(costs[i] for i in group) for group in groups]
+    assert loads == sorted(loads, reverse=True) and loads[0] == 400  # the 400 alone, the costliest
+    assert loads == [400, 300, 270]  # the optimum here
+    assert plan_groups([3.0, 1.0], parts=4) == [[0], [1]]  # never an empty group

@@ -51,10 +51,12 @@ class Coordinator:
                 spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
             for _ in range(num_executors)
         ]
-        self.devices = ray.get([e.device.remote() for e in executors])
+        described = ray.get([e.describe.remote() for e in executors])
+        self.devices = [device for device, _ in described]
         pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes(), cfg.train)
         self.federation = Federation(cfg, spec, data.client_sizes(), pool)
-        self.summary = run_summary(data, self.federation, self.devices)
+        self.summary = run_summary(data, self.federation, self.devices,
+                                   vectorised=all(vectorised for _, vectorised in described))
 
     def describe(self) -> dict[str, Any]:
         return self.summary

@@ -22,8 +22,9 @@ class Executor:
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.trainer = ClientTrainer(spec, data, train, seed, device)
 
-    def device(self) -> str:
-        return str(self.trainer.device)
+    def describe(self) -> tuple[str, bool]:
+        """(the device it trains on, whether it trains several clients at once)."""
+        return str(self.trainer.device), self.trainer.vectorised
 
     def train(self, jobs: list[TrainJob], *entries: np.ndarray) -> tuple[np.ndarray | list[ClientResult], ...]:
         """Jobs[k] trains the model entries[k * L:(k + 1) * L]; returns the new entries, flat in

@@ -17,26 +17,22 @@ Model = list[ray.ObjectRef]
 
 # Calls queued per executor: the next group is already waiting when one finishes.
 IN_FLIGHT_PER_EXECUTOR = 2
-# Groups per executor and round: enough that the executors finish at about the same time.
-GROUPS_PER_EXECUTOR = 4
+# Groups per executor and round: few, so that an executor trains many clients at once, and
+# more than one, so that an executor that finishes early takes another.
+GROUPS_PER_EXECUTOR = 2
 
 
-def plan_groups(costs: Sequence[float], max_clients: int, parts: int) -> list[list[int]]:
-    """The cohort's positions cut into groups, one executor call each, the costliest first.
-    A group is a run of clients of similar cost (trained together, they finish together) of at
-    most `max_clients` clients and, unless one client alone costs more, about 1/parts of the
-    round's cost, so that the last calls to finish are short ones."""
-    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
-    cap = sum(costs) / max(parts, 1)
-    groups: list[list[int]] = []
-    cost = 0.0
-    for i in order:
-        if not groups or len(groups[-1]) >= max_clients or cost + costs[i] > cap:
-            groups.append([])
-            cost = 0.0
-        groups[-1].append(i)
-        cost += costs[i]
-    return groups
+def plan_groups(costs: Sequence[float], parts: int) -> list[list[int]]:
+    """The cohort's positions split into at most `parts` groups of about equal cost (longest
+    processing time first: each client, the costliest first, joins the cheapest group so far),
+    the costliest group first; one executor call each."""
+    groups: list[list[int]] = [[] for _ in range(min(parts, len(costs)))]
+    loads = [0.0] * len(groups)
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        g = loads.index(min(loads))
+        groups[g].append(i)
+        loads[g] += costs[i]
+    return [groups[g] for g in sorted(range(len(groups)), key=lambda g: -loads[g])]
 
 
 class ExecutorPool:
@@ -54,8 +50,7 @@ class ExecutorPool:
         """Groups of clients, the costliest first, each to the first executor with a free slot:
         the round ends when the slowest executor does, so balance matters more than order."""
         costs = self.train_config.local_steps(self.client_sizes[[job.client for job in jobs]])
-        pending = deque(plan_groups(costs.tolist(), self.train_config.client_batch,
-                                    len(self.executors) * GROUPS_PER_EXECUTOR))
+        pending = deque(plan_groups(costs.tolist(), len(self.executors) * GROUPS_PER_EXECUTOR))
         free = deque(self.executors * IN_FLIGHT_PER_EXECUTOR)
         new_models: list[Model] = [[] for _ in jobs]
         result_refs: list[tuple[list[int], ray.ObjectRef]] = []
