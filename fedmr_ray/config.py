@@ -38,7 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     # Clients trained at once by one executor, their steps vectorised, where that gives the same
     # numbers as one by one (see train.ClientTrainer); 1 trains them one by one.
-    client_batch: int = 32
+    client_batch: int = 16
 
     def local_steps(self, num_samples: np.ndarray | int) -> np.ndarray | int:
         """Local SGD steps of a client with this many samples (the last batch of an epoch is short)."""
@@ -65,7 +65,7 @@ class RuntimeConfig:
 class SimulationConfig:
     clients: int = 1000
     fraction: float = 0.1
-    rounds: int = 50
+    rounds: int = 150
     eval_every: int = 10
     seed: int = 0
     model: str = "mlp"
