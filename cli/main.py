@@ -53,7 +53,8 @@ def simulate(
                                     FED)] = S.eval_every,
     seed: Annotated[int, _opt("Seed of every random number (data, init, sampling, training, "
                               "recombination).", FED)] = S.seed,
-    algorithm: Annotated[str, _opt("fedmr or fedavg.", ALG)] = A.name,
+    algorithm: Annotated[str, _opt("fedmr, fedavg, fedprox, scaffold, moon, fedgen, clusamp or fedindep.",
+                                   ALG)] = A.name,
     first_stage_bound: Annotated[int, _opt("FedMR: rounds before this one average the K models "
                                            "(stage one); from it on they are recombined.", ALG)] = A.first_stage_bound,
     granularity: Annotated[str, _opt("FedMR: what moves together: tensor (each state entry), layer "
@@ -61,6 +62,10 @@ def simulate(
                                      ALG)] = A.granularity,
     diverse_init: Annotated[bool, _opt("FedMR: give each of the K models its own random "
                                        "initialisation.", ALG)] = A.diverse_init,
+    mu: Annotated[float | None, _opt("FedProx: weight of the proximal term [default: 0.01]; MOON: weight "
+                                     "of the contrastive loss [default: 5].", ALG, show_default=False)] = A.mu,
+    server_lr: Annotated[float, _opt("SCAFFOLD: the server's step size.", ALG)] = A.server_lr,
+    temperature: Annotated[float, _opt("MOON: temperature of the contrastive loss.", ALG)] = A.temperature,
     local_epochs: Annotated[int, _opt("Local epochs per round.", LOCAL)] = T.local_epochs,
     batch_size: Annotated[int, _opt("Local batch size.", LOCAL)] = T.batch_size,
     lr: Annotated[float, _opt("SGD learning rate.", LOCAL)] = T.lr,
@@ -100,7 +105,8 @@ def simulate(
         model=model, output=str(output),
         data=DataConfig(dataset, synthetic_alpha, synthetic_beta),
         train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay, client_batch),
-        algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init),
+        algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init, mu, server_lr,
+                                  temperature),
         runtime=RuntimeConfig(num_actors, cpus_per_actor, gpus_per_actor, address),
     ).validate()  # before Ray starts
 

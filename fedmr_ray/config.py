@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-ALGORITHMS = ("fedmr", "fedavg")
-
 
 class ConfigError(ValueError):
     """A user error in the configuration: one line, naming the value and what is accepted."""
@@ -51,6 +49,9 @@ class AlgorithmConfig:
     first_stage_bound: int = 0
     granularity: str = "tensor"
     diverse_init: bool = False
+    mu: float | None = None  # FedProx's proximal weight (0.01) or MOON's contrastive weight (5)
+    server_lr: float = 1.0  # SCAFFOLD's global step size
+    temperature: float = 0.5  # MOON's
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,13 @@ class SimulationConfig:
         _check(t.weight_decay >= 0, f"--weight-decay {t.weight_decay}: must be >= 0")
         _check(t.client_batch >= 1, f"--client-batch {t.client_batch}: must be an integer >= 1")
         a = self.algorithm
+        from fedmr_ray.algorithms import ALGORITHMS
+
         _check(a.name in ALGORITHMS,
                f"--algorithm {a.name!r}: accepted values are: {', '.join(ALGORITHMS)}")
+        _check(a.mu is None or a.mu >= 0, f"--mu {a.mu}: must be >= 0")
+        _check(a.server_lr > 0, f"--server-lr {a.server_lr}: must be > 0")
+        _check(a.temperature > 0, f"--temperature {a.temperature}: must be > 0")
         _check(a.first_stage_bound >= 0,
                f"--first-stage-bound {a.first_stage_bound}: must be an integer >= 0")
         from fedmr_ray.recombine import parse_granularity

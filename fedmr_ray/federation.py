@@ -1,22 +1,24 @@
-"""The round loop, written once for every backend.
+"""The round loop, written once for every backend and every algorithm.
 
-A model is a list of L entries. What an entry is belongs to the backend: numpy arrays in the
-serial backend (serial.py), ObjectRefs in the Ray runtime (runtime/), where the loop moves refs
-and never bytes. The algorithm decides what the server does (algorithms/); the loop carries it out.
+A model is a list of L entries; so are a client's stored state and the server's. What an entry
+is belongs to the backend: numpy arrays in the serial backend (serial.py), ObjectRefs in the Ray
+runtime (runtime/), where the loop moves refs and never bytes. The algorithm decides what the
+server does (algorithms/); the loop carries it out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from fedmr_ray.algorithms import Algorithm, make_algorithm
+from fedmr_ray.algorithms import Algorithm, AlgorithmContext, make_algorithm
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.data import FederatedDataset
-from fedmr_ray.models import ModelSpec, entry_names, initial_state
+from fedmr_ray.models import ModelSpec, initial_state
+from fedmr_ray.models.info import model_info
 from fedmr_ray.recombine import recombine
 from fedmr_ray.rng import Stream, generator
 from fedmr_ray.train import ClientResult, TrainJob
@@ -27,10 +29,20 @@ M = TypeVar("M")
 class Backend(Protocol[M]):
     def put(self, entries: list[np.ndarray]) -> M: ...
 
-    def train(self, jobs: Sequence[TrainJob], models: Sequence[M]) -> tuple[list[M], list[ClientResult]]:
-        """Train models[i] on jobs[i]; results in the jobs' order, whatever order they finish in."""
+    def train(self, jobs: Sequence[TrainJob], models: Sequence[M], states: Sequence[dict[str, M]],
+              server: dict[str, M]) -> tuple[list[M], list[ClientResult], list[dict[str, M]]]:
+        """Train models[i] on jobs[i] (with the client's stored state states[i] and the server
+        state `server`, for algorithms with a local rule); the new models, the results and the
+        clients' new states, in the jobs' order, whatever order they finish in."""
 
-    def mean(self, models: Sequence[M], weights: np.ndarray) -> M: ...
+    def combine(self, terms: Sequence[tuple[float, M]]) -> M:
+        """Entry by entry, sum of weight x model."""
+
+    def run(self, fn: Callable[..., list[np.ndarray]], state: M, inputs: Sequence[M], kwargs: dict[str, Any]) -> M:
+        """fn(state entries, [input entries], **kwargs) -> new state entries, where the data is."""
+
+    def call(self, fn: Callable[..., Any], inputs: Sequence[M], kwargs: dict[str, Any]) -> Any:
+        """fn([input entries], **kwargs), where the data is; its (small) result here."""
 
     def evaluate(self, model: M) -> tuple[float, float]: ...
 
@@ -50,45 +62,80 @@ def sample_cohort(seed: int, round_index: int, num_clients: int, cohort_size: in
     return generator(seed, Stream.SAMPLE, round_index).choice(num_clients, cohort_size, replace=False)
 
 
+def build_algorithm(config: SimulationConfig, spec: ModelSpec, data: FederatedDataset) -> Algorithm:
+    return make_algorithm(AlgorithmContext(
+        config, model_info(spec), data.client_sizes(), data.num_classes,
+        label_counts=lambda clients: np.stack([data.label_counts(int(c)) for c in clients])))
+
+
 class Federation(Generic[M]):
-    def __init__(self, config: SimulationConfig, spec: ModelSpec, client_sizes: np.ndarray, backend: Backend[M]):
+    def __init__(self, config: SimulationConfig, spec: ModelSpec, data: FederatedDataset, algorithm: Algorithm,
+                 backend: Backend[M]):
         self.config = config
-        self.names = entry_names(spec)
-        self.algorithm: Algorithm = make_algorithm(config.algorithm, self.names)
-        self.client_sizes = client_sizes
+        self.names = list(model_info(spec).names)
+        self.client_sizes = data.client_sizes()
+        self.algorithm = algorithm
         self.backend = backend
         count = self.algorithm.num_server_models(config.cohort_size)
         if config.algorithm.diverse_init:
             self.models = [backend.put(initial_state(spec, config.seed, j)) for j in range(count)]
         else:
             self.models = [backend.put(initial_state(spec, config.seed))] * count
+        self.server_state = {name: backend.put(entries)
+                             for name, entries in self.algorithm.initial_server_state().items()}
+        self.client_state: dict[int, dict[str, M]] = {}  # only for clients that have trained
         self.round = 0
         self.global_model: M | None = None
 
+    def sample(self, round_index: int) -> np.ndarray:
+        cfg = self.config
+        sampling = self.algorithm.sampling(round_index, cfg.cohort_size)
+        if sampling is None:
+            return sample_cohort(cfg.seed, round_index, len(self.client_sizes), cfg.cohort_size)
+        holders = sorted(c for c, state in self.client_state.items() if sampling.state in state)
+        states = [self.client_state[c][sampling.state] for c in holders]
+        return np.asarray(self.backend.call(sampling.fn, states, {**sampling.kwargs, "clients": holders}))
+
     def step(self) -> RoundRecord:
-        cfg, r = self.config, self.round
-        cohort = sample_cohort(cfg.seed, r, len(self.client_sizes), cfg.cohort_size)
+        cfg, r, rule = self.config, self.round, self.algorithm.local
+        cohort = self.sample(r)
         jobs = [TrainJob(slot, int(client), r) for slot, client in enumerate(cohort)]
-        trained, results = self.backend.train(jobs, [self.models[j % len(self.models)] for j in range(len(jobs))])
+        before = [self.client_state.get(int(client), {}) for client in cohort]
+        reads = rule.client_reads if rule else ()
+        trained, results, after = self.backend.train(
+            jobs, [self.models[j % len(self.models)] for j in range(len(jobs))],
+            [{name: state[name] for name in reads if name in state} for state in before],
+            {name: self.server_state[name] for name in (rule.server_state if rule else ())})
+        for client, state in zip(cohort, after):
+            if state:
+                self.client_state.setdefault(int(client), {}).update(state)
         sizes = np.array([res.num_samples for res in results], dtype=np.float64)
         train_loss = float(np.dot(sizes, [res.loss for res in results]) / sizes.sum())
 
         step = self.algorithm.server_step(r, sizes, generator(cfg.seed, Stream.RECOMBINE, r))
-        mean = None
         if step.perms is not None:
             self.models = recombine(trained, step.perms)
         else:
-            mean = self.backend.mean(trained, step.weights)
-            self.models = [mean] * step.copies
+            start = [(step.keep, self.models[0])] if step.keep else []
+            self.models = [self.backend.combine(start + list(zip(step.weights, trained)))] * step.copies
+        for name, update in step.state.items():
+            terms = [(update.keep, self.server_state[name])]
+            terms += [(w, state[name]) for w, state in zip(update.after, after)]
+            terms += [(w, state[name]) for w, state in zip(update.before, before) if name in state]
+            self.server_state[name] = self.backend.combine(terms)
+        task = self.algorithm.server_task(r, cohort)
+        if task is not None:
+            heads = [[model[e] for e in task.entries] for model in trained]
+            self.server_state[task.state] = self.backend.run(task.fn, self.server_state[task.state], heads, task.kwargs)
         self.round += 1
         record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss)
         if not cfg.is_eval_round(r):
             return record
         weights = self.algorithm.global_weights(sizes)
-        if mean is not None and np.array_equal(weights, step.weights):
-            self.global_model = mean
+        if weights is None or (step.perms is None and not step.keep and np.array_equal(weights, step.weights)):
+            self.global_model = self.models[0]  # the server's model is the global one
         else:
-            self.global_model = self.backend.mean(trained, weights)
+            self.global_model = self.backend.combine(list(zip(weights, trained)))
         accuracy, loss = self.backend.evaluate(self.global_model)
         return replace(record, test_accuracy=accuracy, test_loss=loss)
 

@@ -14,6 +14,7 @@ class Stream(IntEnum):
     SAMPLE = 3
     TRAIN = 4
     RECOMBINE = 5
+    SERVER = 6  # server-side computations (FedGen's generator)
 
 
 def generator(seed: int, stream: Stream, *keys: int) -> np.random.Generator:

@@ -6,11 +6,12 @@ that benchmarks measure the runtime against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from fedmr_ray.algorithms import weighted_mean
+from fedmr_ray.algorithms import weighted_sum
 from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 
 Model = list[np.ndarray]
@@ -23,12 +24,20 @@ class SerialBackend:
     def put(self, entries: list[np.ndarray]) -> Model:
         return entries
 
-    def train(self, jobs: Sequence[TrainJob], models: Sequence[Model]) -> tuple[list[Model], list[ClientResult]]:
-        out = self.trainer.train_many(jobs, models)
-        return [entries for entries, _ in out], [result for _, result in out]
+    def train(self, jobs: Sequence[TrainJob], models: Sequence[Model], states: Sequence[dict[str, Model]],
+              server: dict[str, Model]) -> tuple[list[Model], list[ClientResult], list[dict[str, Model]]]:
+        out = self.trainer.train_many(jobs, models, states, server)
+        return [t.entries for t in out], [t.result for t in out], [t.state for t in out]
 
-    def mean(self, models: Sequence[Model], weights: np.ndarray) -> Model:
-        return [weighted_mean([m[e] for m in models], weights) for e in range(len(models[0]))]
+    def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
+        weights = [w for w, _ in terms]
+        return [weighted_sum([m[e] for _, m in terms], weights) for e in range(len(terms[0][1]))]
+
+    def run(self, fn: Callable[..., Model], state: Model, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Model:
+        return fn(state, list(inputs), **kwargs)
+
+    def call(self, fn: Callable[..., Any], inputs: Sequence[Model], kwargs: dict[str, Any]) -> Any:
+        return fn(list(inputs), **kwargs)
 
     def evaluate(self, model: Model) -> tuple[float, float]:
         return self.trainer.evaluate(model)
@@ -42,13 +51,14 @@ class SerialRun:
 
     def __init__(self, config):
         from fedmr_ray.data import load_dataset
-        from fedmr_ray.federation import Federation, run_summary
+        from fedmr_ray.federation import Federation, build_algorithm, run_summary
         from fedmr_ray.models import ModelSpec
 
         data = load_dataset(config)
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
-        trainer = ClientTrainer(spec, data, config.train, config.seed)
-        self.federation = Federation(config, spec, data.client_sizes(), SerialBackend(trainer))
+        algorithm = build_algorithm(config, spec, data)
+        trainer = ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local)
+        self.federation = Federation(config, spec, data, algorithm, SerialBackend(trainer))
         self.summary = run_summary(data, self.federation, ["cpu"], trainer.vectorised)
 
     def describe(self):

@@ -12,7 +12,8 @@ import functools
 import warnings
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,7 +22,13 @@ import torch.nn.functional as F
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
+from fedmr_ray.models.info import ModelInfo, model_info
 from fedmr_ray.rng import Stream, generator, torch_seed
+
+if TYPE_CHECKING:
+    from fedmr_ray.algorithms.base import LocalRule
+
+Entries = list[np.ndarray]
 
 EVAL_BATCH = 1024
 
@@ -37,7 +44,76 @@ class TrainJob:
 class ClientResult:
     client: int
     num_samples: int
-    loss: float  # mean cross-entropy over the local steps
+    loss: float  # mean cross-entropy over the local steps (an algorithm's extra terms excluded)
+
+
+@dataclass
+class Trained:
+    entries: Entries
+    result: ClientResult
+    state: dict[str, Entries] = field(default_factory=dict)  # the client's new state (LocalRule)
+
+
+@dataclass
+class LocalRun:
+    """One client's local training as a LocalRule sees it."""
+
+    trainer: ClientTrainer
+    job: TrainJob
+    start_entries: list[torch.Tensor]  # the model it received, every state entry
+    start_params: list[torch.Tensor]  # the same, its parameters only
+    client: dict[str, list[torch.Tensor]]  # its stored state (the rule's client_reads)
+    server: dict[str, list[torch.Tensor]]  # the server state (the rule's server_state)
+    generator: torch.Generator  # for the rule's own random numbers, seeded by (seed, round, client)
+    steps: int = 0  # local steps taken so far
+    scratch: dict = field(default_factory=dict)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return list(self.trainer.params.values())
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.trainer.train_config
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.trainer.info
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
+
+    def entries(self) -> list[torch.Tensor]:
+        return [t.detach() for t in self.trainer.entries]
+
+    def state(self) -> Entries:
+        return self.trainer.state()
+
+    def head(self, representation: torch.Tensor) -> torch.Tensor:
+        """The model's last linear layer applied to a representation."""
+        return self.trainer.model.get_submodule(self.info.head)(representation)
+
+    def frozen_model(self, entries: Sequence[torch.Tensor]) -> torch.nn.Module:
+        """A copy of the model with these entries, in training mode, for forward passes only."""
+        model = self.trainer.spec.build().to(self.device)
+        model.load_state_dict(dict(zip(self.info.names, entries, strict=True)))
+        return model.requires_grad_(False)
+
+    def representation_of(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return forward_with_representation(model, self.info.head, x)[1]
+
+
+def forward_with_representation(model: torch.nn.Module, head: str, x: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, the input of the layer `head`) of one forward pass."""
+    seen: list[torch.Tensor] = []
+    hook = model.get_submodule(head).register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        logits = model(x)
+    finally:
+        hook.remove()
+    return logits, seen[-1]
 
 
 def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -84,8 +160,9 @@ class ClientTrainer:
     """
 
     def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
-                 device: str = "cpu"):
+                 device: str = "cpu", local: LocalRule | None = None):
         self.device = torch.device(device)
+        self.spec, self.info, self.local = spec, model_info(spec), local
         self.model = spec.build().to(self.device)
         self.entries = list(self.model.state_dict().values())  # share storage with the module
         self.params = dict(self.model.named_parameters())
@@ -96,7 +173,8 @@ class ClientTrainer:
         self._x, self._y = as_tensor(data.x_train, cpu), as_tensor(data.y_train, cpu)
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
         self._vmapped = torch.func.vmap(torch.func.grad_and_value(self._functional_loss))
-        self.padded = self._vectorising_is_exact()
+        # a local rule's terms see the whole batch: no padding, no vectorising under one
+        self.padded = local is None and self._vectorising_is_exact()
         self.vectorised = self.padded and train.client_batch > 1
 
     def load(self, entries: Sequence[np.ndarray]) -> None:
@@ -141,29 +219,62 @@ class ClientTrainer:
                          weights: torch.Tensor) -> torch.Tensor:
         return weighted_cross_entropy(torch.func.functional_call(self.model, params, (x,)), y, weights)
 
-    def _run(self, batches: Sequence[np.ndarray], buffers: list[torch.Tensor], total: torch.Tensor) -> None:
-        """Local SGD of the resident model over these batches, adding the step losses to `total`."""
-        params = list(self.params.values())
+    def _run(self, batches: Sequence[np.ndarray], buffers: list[torch.Tensor], total: torch.Tensor,
+             run: LocalRun | None = None) -> None:
+        """Local SGD of the resident model over these batches, adding the step losses to `total`;
+        with a local rule, its loss terms and gradient adjustments too."""
+        params, rule = list(self.params.values()), self.local
         for rows in batches:
-            x, y, weights = self._inputs([rows])
-            loss = weighted_cross_entropy(self.model(x[0]), y[0], weights[0])
-            sgd_step(params, torch.autograd.grad(loss, params), buffers, self.train_config)
+            x, y, weights = (t[0] for t in self._inputs([rows]))
+            if run is None:
+                loss = weighted_cross_entropy(self.model(x), y, weights)
+                grads = torch.autograd.grad(loss, params)
+            else:
+                if rule.representation:
+                    logits, representation = forward_with_representation(self.model, self.info.head, x)
+                else:
+                    logits, representation = self.model(x), None
+                loss = weighted_cross_entropy(logits, y, weights)
+                extra = rule.loss(run, x, y, logits, representation)
+                grads = rule.grads(run, list(torch.autograd.grad(loss if extra is None else loss + extra, params)))
+                run.steps += 1
+            sgd_step(params, grads, buffers, self.train_config)
             total += loss.detach()
 
-    def train(self, job: TrainJob, entries: Sequence[np.ndarray]) -> tuple[list[np.ndarray], ClientResult]:
+    def train(self, job: TrainJob, entries: Sequence[np.ndarray], client_state: dict[str, Entries] | None = None,
+              server: dict[str, Entries] | None = None) -> Trained:
+        """One client's local training from these entries; with a local rule, from its stored
+        state and the server's too."""
         self.load(entries)
         torch.manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client))  # dropout
         self.model.train()
         batches = self.batches(job)
         total = torch.zeros((), device=self.device)
-        self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total)
-        return self.state(), self._result(job, total, len(batches))
+        run = self._local_run(job, client_state or {}, server or {}) if self.local else None
+        if run is not None:
+            self.local.start(run)
+        self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total, run)
+        state = self.local.finish(run) if run is not None else {}
+        return Trained(self.state(), self._result(job, total, len(batches)), state)
+
+    def _local_run(self, job: TrainJob, client_state: dict[str, Entries], server: dict[str, Entries]) -> LocalRun:
+        def tensors(entries: Entries) -> list[torch.Tensor]:
+            return [as_tensor(entry, self.device) for entry in entries]
+
+        return LocalRun(
+            trainer=self, job=job,
+            start_entries=[t.detach().clone() for t in self.entries],
+            start_params=[p.detach().clone() for p in self.params.values()],
+            client={name: tensors(entries) for name, entries in client_state.items()},
+            server={name: tensors(entries) for name, entries in server.items()},
+            generator=torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 1)))
 
     def _result(self, job: TrainJob, total: torch.Tensor, steps: int) -> ClientResult:
         return ClientResult(job.client, len(self.data.client_rows(job.client)), float(total) / max(steps, 1))
 
-    def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]]
-                   ) -> list[tuple[list[np.ndarray], ClientResult]]:
+    def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]],
+                   client_states: Sequence[dict[str, Entries]] | None = None,
+                   server: dict[str, Entries] | None = None) -> list[Trained]:
         """`train` for each job, in the jobs' order.
 
         Vectorised, the clients run in `client_batch` lanes, a stack of models that takes one
@@ -173,7 +284,8 @@ class ClientTrainer:
         fewer clients are left, where a vectorised step costs more than it saves, they finish
         one by one on the resident model."""
         if not self.vectorised or len(jobs) < 3:
-            return [self.train(job, model) for job, model in zip(jobs, models, strict=True)]
+            states = client_states or [{} for _ in jobs]
+            return [self.train(job, model, state, server) for job, model, state in zip(jobs, models, states, strict=True)]
         plans = [self.batches(job) for job in jobs]
         queue = deque(sorted(range(len(jobs)), key=lambda i: -len(plans[i])))
         width = min(self.train_config.client_batch, len(jobs))
@@ -195,7 +307,8 @@ class ClientTrainer:
 
         def finish(lane: int) -> None:
             i = client[lane]
-            out[i] = ([p[lane].cpu().numpy().copy() for p in stacked], self._result(jobs[i], totals[lane], len(plans[i])))
+            out[i] = Trained([p[lane].cpu().numpy().copy() for p in stacked],
+                             self._result(jobs[i], totals[lane], len(plans[i])))
 
         def move(source: int, lane: int) -> None:
             client[lane], step[lane] = client[source], step[source]

@@ -5,7 +5,7 @@ import torch
 
 from fedmr_ray.config import AlgorithmConfig, SimulationConfig, TrainConfig
 from fedmr_ray.data import make_synthetic
-from fedmr_ray.federation import Federation, sample_cohort
+from fedmr_ray.federation import Federation, build_algorithm, sample_cohort
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.serial import SerialBackend
 from fedmr_ray.train import ClientTrainer
@@ -14,10 +14,10 @@ from fedmr_ray.train import ClientTrainer
 class RecordingBackend(SerialBackend):
     """The serial backend, keeping the last round's trained models to compare against."""
 
-    def train(self, jobs, models):
-        self.trained, results = super().train(jobs, models)
+    def train(self, jobs, models, states, server):
+        self.trained, results, after = super().train(jobs, models, states, server)
         self.jobs = list(jobs)
-        return self.trained, results
+        return self.trained, results, after
 
 
 def make_federation(algorithm: AlgorithmConfig, clients=20, fraction=0.25):
@@ -26,8 +26,9 @@ def make_federation(algorithm: AlgorithmConfig, clients=20, fraction=0.25):
                               train=TrainConfig(local_epochs=1), algorithm=algorithm)
     data = make_synthetic(clients, config.seed)
     spec = ModelSpec("mlp", data.num_classes, data.input_shape)
-    backend = RecordingBackend(ClientTrainer(spec, data, config.train, config.seed))
-    return Federation(config, spec, data.client_sizes(), backend), backend, data
+    algorithm = build_algorithm(config, spec, data)
+    backend = RecordingBackend(ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local))
+    return Federation(config, spec, data, algorithm, backend), backend, data
 
 
 def test_stage_one_resets_every_model_to_the_mean_then_stage_two_recombines():
@@ -118,7 +119,40 @@ def test_clients_trained_together_get_the_numbers_of_clients_trained_one_by_one(
     jobs = [TrainJob(slot, client, 3) for slot, client in enumerate(range(12))]
     lengths = {len(together.batches(job)) for job in jobs}
     assert len(lengths) > 3  # clients of many lengths, short last batches included
-    for (entries, result), job, model in zip(together.train_many(jobs, models), jobs, models):
-        expected, expected_result = one_by_one.train(job, model)
-        assert result == expected_result
-        assert all(np.array_equal(a, b) for a, b in zip(entries, expected))
+    for trained, job, model in zip(together.train_many(jobs, models), jobs, models):
+        expected = one_by_one.train(job, model)
+        assert trained.result == expected.result
+        assert all(np.array_equal(a, b) for a, b in zip(trained.entries, expected.entries))
+
+
+def test_scaffold_keeps_a_control_variate_per_trained_client_and_moves_the_servers_by_their_mean_change():
+    federation, backend, _ = make_federation(AlgorithmConfig("scaffold"), clients=12, fraction=0.25)
+    n = federation.config.clients
+    server_before = federation.server_state["control"]
+    assert all(not c.any() for c in server_before)
+    federation.step()
+    cohort = [job.client for job in backend.jobs]
+    assert sorted(federation.client_state) == sorted(cohort)  # state only for clients that trained
+    new = [federation.client_state[c]["control"] for c in cohort]
+    for e, server in enumerate(federation.server_state["control"]):
+        expected = server_before[e] + sum(c[e] for c in new) / n  # c_i was zero before
+        assert np.allclose(server, expected, atol=1e-7)
+    # the model moved by the mean update (server_lr 1): the unweighted mean of the trained models
+    for e, entry in enumerate(federation.models[0]):
+        assert np.allclose(entry, np.mean([m[e] for m in backend.trained], axis=0), atol=1e-6)
+
+
+def test_fedindep_never_mixes_models():
+    federation, backend, _ = make_federation(AlgorithmConfig("fedindep"))
+    for _ in range(2):
+        federation.step()
+        for model, trained in zip(federation.models, backend.trained):
+            assert all(a is b for a, b in zip(model, trained))  # model j stays model j
+
+
+def test_moon_stores_each_clients_last_model_for_its_next_round():
+    federation, backend, _ = make_federation(AlgorithmConfig("moon"), clients=6, fraction=0.5)
+    federation.step()
+    for job, trained in zip(backend.jobs, backend.trained):
+        previous = federation.client_state[job.client]["previous"]
+        assert all(np.array_equal(a, b) for a, b in zip(previous, trained))

@@ -1,21 +1,55 @@
-"""Federated algorithms: pure server-side logic over lists of entries; no Ray here."""
+"""Federated algorithms: pure server-side logic over lists of entries and client-side rules in
+plain torch; no Ray here. Adding one is a module with a `make(ctx)` and a line in ALGORITHMS."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from fedmr_ray.algorithms.base import Algorithm, ServerStep, weighted_mean
-from fedmr_ray.algorithms.fedavg import FedAvg
-from fedmr_ray.algorithms.fedmr import FedMR
-from fedmr_ray.config import AlgorithmConfig
-from fedmr_ray.recombine import entry_groups
+import numpy as np
 
-__all__ = ["Algorithm", "FedAvg", "FedMR", "ServerStep", "make_algorithm", "weighted_mean"]
+from fedmr_ray.algorithms import clusamp, fedavg, fedgen, fedindep, fedmr, fedprox, moon, scaffold
+from fedmr_ray.algorithms.base import (
+    Algorithm,
+    LocalRule,
+    Sampling,
+    ServerStep,
+    ServerTask,
+    StateUpdate,
+    size_weights,
+    uniform_weights,
+    weighted_sum,
+)
+from fedmr_ray.config import SimulationConfig
+from fedmr_ray.models.info import ModelInfo
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "LocalRule", "Sampling", "ServerStep", "ServerTask",
+           "StateUpdate", "make_algorithm", "size_weights", "uniform_weights", "weighted_sum"]
 
 
-def make_algorithm(config: AlgorithmConfig, names: Sequence[str]) -> Algorithm:
-    if config.name == "fedmr":
-        return FedMR(entry_groups(names, config.granularity), config.first_stage_bound)
-    if config.name == "fedavg":
-        return FedAvg()
-    raise ValueError(f"unknown algorithm {config.name!r}")  # validate() refuses it before this
+@dataclass(frozen=True)
+class AlgorithmContext:
+    """What an algorithm may know when it is built: the configuration, the model's layout, the
+    clients' sizes, and their label counts (FedGen's server weighs clients by them)."""
+
+    config: SimulationConfig
+    info: ModelInfo
+    client_sizes: np.ndarray
+    num_classes: int
+    label_counts: Callable[[np.ndarray], np.ndarray]  # clients -> [clients, classes]
+
+
+ALGORITHMS: dict[str, Callable[[AlgorithmContext], Algorithm]] = {
+    "fedmr": fedmr.make,
+    "fedavg": fedavg.make,
+    "fedprox": fedprox.make,
+    "scaffold": scaffold.make,
+    "moon": moon.make,
+    "fedgen": fedgen.make,
+    "clusamp": clusamp.make,
+    "fedindep": fedindep.make,
+}
+
+
+def make_algorithm(ctx: AlgorithmContext) -> Algorithm:
+    return ALGORITHMS[ctx.config.algorithm.name](ctx)  # validate() refuses unknown names before this

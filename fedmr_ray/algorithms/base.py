@@ -1,33 +1,133 @@
-"""What every algorithm shares: the server step it asks the runtime to carry out, and the mean."""
+"""What every algorithm shares: the server step it asks the runtime to carry out, the client-side
+rule it adds to local training, and the arithmetic they are made of.
+
+An algorithm never sees where models live. It answers questions in numbers (which permutation,
+which weights) and hands over pure functions (a local rule, a server task); the runtime moves
+the entries (numpy arrays here, ObjectRefs in runtime/) and runs the functions where the data is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedmr_ray.train import LocalRun
+
+Entries = list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """server_state[name] <- keep x server_state[name] + sum_j after[j] x (client j's state of
+    the same name after this round) + before[j] x (its state before; none counts as zero)."""
+
+    keep: float
+    after: np.ndarray
+    before: np.ndarray
 
 
 @dataclass(frozen=True)
 class ServerStep:
     """What becomes of the K trained models: recombined by `perms` ((L, K), see recombine.py), or
-    replaced by `copies` copies of their mean weighted by `weights`."""
+    replaced by `copies` copies of keep x (the model they started from) + sum_i weights[i] x
+    trained[i]; and how the server state follows from the clients' states."""
 
     perms: np.ndarray | None = None
     weights: np.ndarray | None = None
+    keep: float = 0.0
     copies: int = 1
+    state: dict[str, StateUpdate] = field(default_factory=dict)
 
 
-class Algorithm(Protocol):
+@dataclass(frozen=True)
+class ServerTask:
+    """A server computation that is not entry by entry (FedGen's generator): run where the data
+    is, as fn(state, inputs, **kwargs) -> new state, where `state` is the server state `state`
+    and inputs[j] the entries `entries` of trained model j."""
+
+    fn: Callable[..., Entries]
+    state: str
+    entries: tuple[int, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A cohort drawn by a function of the clients' stored states (CluSamp): run where the data
+    is, as fn(states, clients, **kwargs) -> cohort, where states[i] is client clients[i]'s state
+    `state`, for every client that has one."""
+
+    fn: Callable[..., np.ndarray]
+    state: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class LocalRule:
+    """What a client does beyond plain local SGD on cross-entropy (pure torch, no Ray). Rules are
+    stateless: what one client's training needs lives in `run.scratch`.
+
+    server_state: server state a client reads (sent with every job).
+    client_state: per-client state the rule writes, one list of entries shaped like the model's
+      state entries each, kept by the server for every client that has trained.
+    client_reads: the subset of it a client reads back (sent when the client has it).
+    representation: whether `loss` needs the input of the model's last linear layer.
+    """
+
+    server_state: tuple[str, ...] = ()
+    client_state: tuple[str, ...] = ()
+    client_reads: tuple[str, ...] = ()
+    representation: bool = False
+
+    def start(self, run: LocalRun) -> None:
+        """Once per client and round, before its first step."""
+
+    def loss(self, run: LocalRun, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
+             representation: torch.Tensor | None) -> torch.Tensor | None:
+        """A term added to the batch's cross-entropy, or None."""
+        return None
+
+    def grads(self, run: LocalRun, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The gradients of the parameters, adjusted before the SGD step."""
+        return grads
+
+    def finish(self, run: LocalRun) -> dict[str, Entries]:
+        """The client's new state, after its last step."""
+        return {}
+
+
+class Algorithm:
+    """The defaults: one server model, plain local training, uniform sampling, no server state."""
+
+    local: LocalRule | None = None
+
     def num_server_models(self, cohort_size: int) -> int:
         """How many models the server keeps; slot j of a cohort trains model j % that number."""
+        return 1
+
+    def initial_server_state(self) -> dict[str, Entries]:
+        return {}
+
+    def sampling(self, round_index: int, cohort_size: int) -> Sampling | None:
+        """None: the cohort is drawn uniformly without replacement."""
+        return None
 
     def server_step(self, round_index: int, sizes: np.ndarray, rng: np.random.Generator) -> ServerStep:
         """Given the trained clients' sample counts (slot order), what the server does."""
+        raise NotImplementedError
+
+    def server_task(self, round_index: int, cohort: np.ndarray) -> ServerTask | None:
+        """A computation on the trained models after the server step, or None."""
+        return None
 
     def global_weights(self, sizes: np.ndarray) -> np.ndarray:
         """Weights of the trained models in the global model that is evaluated."""
+        raise NotImplementedError
 
 
 def uniform_weights(count: int) -> np.ndarray:
@@ -39,10 +139,10 @@ def size_weights(sizes: np.ndarray) -> np.ndarray:
     return sizes / sizes.sum()
 
 
-def weighted_mean(entries: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+def weighted_sum(entries: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """sum_i weights[i] * entries[i], accumulated in float64 in the given order, in the entries'
     dtype (integer buffers such as BatchNorm's counter are truncated, as torch's copy_ does)."""
     total = np.zeros(entries[0].shape, dtype=np.float64)
-    for weight, entry in zip(weights, entries):
+    for weight, entry in zip(weights, entries, strict=True):
         total += float(weight) * entry
     return total.astype(entries[0].dtype)

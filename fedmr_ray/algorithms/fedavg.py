@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from fedmr_ray.algorithms.base import ServerStep, size_weights
+from fedmr_ray.algorithms.base import Algorithm, ServerStep, size_weights
 
 
-@dataclass(frozen=True)
-class FedAvg:
-    def num_server_models(self, cohort_size: int) -> int:
-        return 1
-
+class FedAvg(Algorithm):
     def server_step(self, round_index: int, sizes: np.ndarray, rng: np.random.Generator) -> ServerStep:
-        return ServerStep(weights=size_weights(sizes), copies=1)
+        return ServerStep(weights=size_weights(sizes))
 
-    def global_weights(self, sizes: np.ndarray) -> np.ndarray:
-        return size_weights(sizes)
+    def global_weights(self, sizes: np.ndarray) -> None:
+        return None  # the server's model
+
+
+def make(ctx) -> FedAvg:
+    return FedAvg()

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedmr_ray.algorithms.base import ServerStep, uniform_weights
-from fedmr_ray.recombine import draw_permutations
+from fedmr_ray.algorithms.base import Algorithm, ServerStep, uniform_weights
+from fedmr_ray.recombine import draw_permutations, entry_groups
 
 
 @dataclass(frozen=True)
-class FedMR:
+class FedMR(Algorithm):
     groups: np.ndarray  # entry -> permutation group (see recombine.entry_groups)
     first_stage_bound: int = 0  # rounds before it are stage one: every model reset to the mean
 
@@ -26,3 +26,8 @@ class FedMR:
 
     def global_weights(self, sizes: np.ndarray) -> np.ndarray:
         return uniform_weights(len(sizes))
+
+
+def make(ctx) -> FedMR:
+    a = ctx.config.algorithm
+    return FedMR(entry_groups(ctx.info.names, a.granularity), a.first_stage_bound)

@@ -40,6 +40,9 @@ class FederatedDataset:
             return np.arange(start, stop)
         return self.client_index[start:stop]
 
+    def label_counts(self, client: int) -> np.ndarray:
+        return np.bincount(self.y_train[self.client_rows(client)], minlength=self.num_classes)
+
     def client_samples(self, client: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.client_rows(client)
         return self.x_train[rows], self.y_train[rows]

@@ -10,7 +10,7 @@ import ray
 
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
 from fedmr_ray.data import load_dataset
-from fedmr_ray.federation import Federation, RoundRecord, run_summary
+from fedmr_ray.federation import Federation, RoundRecord, build_algorithm, run_summary
 from fedmr_ray.models import ModelSpec, entry_names
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool
@@ -41,6 +41,7 @@ class Coordinator:
         cfg = SimulationConfig.from_dict(config)
         data = load_dataset(cfg)
         spec = ModelSpec(cfg.model, data.num_classes, data.input_shape)
+        algorithm = build_algorithm(cfg, spec, data)
         data_ref = ray.put(data)
         rt = cfg.runtime
         # An executor holds nothing a call cannot rebuild, and a call gives the same result on any
@@ -48,13 +49,15 @@ class Coordinator:
         executors = [
             Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor,
                              max_restarts=-1, max_task_retries=-1).remote(
-                spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
+                spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0,
+                algorithm.local)
             for _ in range(num_executors)
         ]
         described = ray.get([e.describe.remote() for e in executors])
         self.devices = [device for device, _ in described]
-        pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes(), cfg.train)
-        self.federation = Federation(cfg, spec, data.client_sizes(), pool)
+        writes = algorithm.local.client_state if algorithm.local else ()
+        pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes(), cfg.train, writes)
+        self.federation = Federation(cfg, spec, data, algorithm, pool)
         self.summary = run_summary(data, self.federation, self.devices,
                                    vectorised=all(vectorised for _, vectorised in described))
 

@@ -6,35 +6,60 @@ import numpy as np
 import ray
 import torch
 
-from fedmr_ray.algorithms import weighted_mean
+from collections.abc import Callable
+from typing import Any
+
+from fedmr_ray.algorithms import LocalRule, weighted_sum
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
+from fedmr_ray.runtime.pool import CallLayout
 from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 
 
 @ray.remote
 class Executor:
     def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
-                 threads: int, use_gpu: bool):
+                 threads: int, use_gpu: bool, local: LocalRule | None):
         # intra-op threads follow the CPUs the actor holds: more would fight the other executors
         torch.set_num_threads(threads)
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.trainer = ClientTrainer(spec, data, train, seed, device)
+        self.trainer = ClientTrainer(spec, data, train, seed, device, local)
 
     def describe(self) -> tuple[str, bool]:
         """(the device it trains on, whether it trains several clients at once)."""
         return str(self.trainer.device), self.trainer.vectorised
 
-    def train(self, jobs: list[TrainJob], *entries: np.ndarray) -> tuple[np.ndarray | list[ClientResult], ...]:
-        """Jobs[k] trains the model entries[k * L:(k + 1) * L]; returns the new entries, flat in
-        the same layout, then the list of results."""
-        size = len(entries) // len(jobs)
-        trained = self.trainer.train_many(jobs, [entries[k * size:(k + 1) * size] for k in range(len(jobs))])
-        return (*[entry for new_entries, _ in trained for entry in new_entries], [result for _, result in trained])
+    def train(self, jobs: list[TrainJob], layout: CallLayout, *entries: np.ndarray
+              ) -> tuple[np.ndarray | list[ClientResult], ...]:
+        """The jobs' models, stored states and the server state, flat as `layout` says; returns
+        per job its new model's entries and new states' (layout.writes), then the results."""
+        models, states, server = layout.split(entries)
+        out: list = []
+        trained = self.trainer.train_many(jobs, models, states, server)
+        for t in trained:
+            out += t.entries
+            for name in layout.writes:
+                out += t.state[name]
+        return (*out, [t.result for t in trained])
 
-    def mean(self, weights: np.ndarray, *entries: np.ndarray) -> np.ndarray:
-        return weighted_mean(entries, weights)
+    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> np.ndarray:
+        return weighted_sum(entries, weights)
+
+    def run(self, fn: Callable, kwargs: dict[str, Any], size: int, lengths: list[int], *entries: np.ndarray):
+        new = fn(list(entries[:size]), _split(entries[size:], lengths), **kwargs)
+        return tuple(new) if size > 1 else new[0]
+
+    def call(self, fn: Callable, kwargs: dict[str, Any], lengths: list[int], *entries: np.ndarray) -> Any:
+        return fn(_split(entries, lengths), **kwargs)
 
     def evaluate(self, *entries: np.ndarray) -> tuple[float, float]:
         return self.trainer.evaluate(entries)
+
+
+def _split(flat, lengths: list[int]) -> list[list[np.ndarray]]:
+    out, pos = [], 0
+    for length in lengths:
+        out.append(list(flat[pos:pos + length]))
+        pos += length
+    return out
