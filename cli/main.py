@@ -16,6 +16,7 @@ try:  # recent typer vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import NoArgsIsHelpError, UsageError
 
+from cli.k8s import k8s_app
 from fedmr_ray.config import (
     AlgorithmConfig,
     ConfigError,
@@ -113,6 +114,9 @@ def simulate(
     from cli.progress import run_with_progress
 
     run_with_progress(config, serial=serial, quiet=quiet)
+
+
+app.add_typer(k8s_app, name="k8s")
 
 
 def _usage_message(err: UsageError) -> str:

@@ -1,0 +1,294 @@
+"""`fedmr-ray k8s render`: a KubeRay RayJob manifest for one simulation, printed as YAML.
+
+The cluster a manifest describes is written once, here: a head that trains nothing (num-cpus 0),
+worker groups that Ray's in-tree autoscaler (v2) scales between their bounds, resource requests
+equal to limits, and the results volume on the head, where the driver writes the run directory.
+k8s/rayjob.yaml and k8s/raycluster.yaml are renders of these functions (tests/test_k8s.py checks).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import MISSING, dataclass, fields
+from importlib.metadata import version
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
+
+RESULTS_MOUNT = "/mnt/results"
+RESULTS_VOLUME = "results"
+# The rayproject/ray images run as user ray (uid 1000) in group users (gid 100): fsGroup makes the
+# results volume writable by that group.
+RAY_GROUP_ID = 100
+# Long enough to look at the finished cluster (dashboard, head logs) before KubeRay deletes it.
+TTL_AFTER_FINISHED_S = 600
+IDLE_TIMEOUT_S = 60
+MAX_RAYJOB_NAME = 47  # KubeRay appends 6 characters to name the RayJob's RayCluster (at most 53)
+
+# simulate flags that a rendered job sets itself or that make no sense inside it, and why
+_OWNED = {
+    "output": f"the run goes to {RESULTS_MOUNT}/NAME; choose NAME with --name",
+    "gpus_per_actor": "give --gpus-per-actor before --",
+    "address": "the job runs on the Ray cluster the RayJob creates",
+    "serial": "a RayJob runs on Ray",
+}
+# simulate flags that only change what the command prints: passed through as they are
+_DISPLAY_ONLY = {"quiet"}
+
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_QUANTITY = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE])?")
+
+
+@dataclass(frozen=True)
+class PodShape:
+    """What one Ray pod's container asks for, and is limited to (the same)."""
+
+    cpus: str
+    memory: str
+    gpus: int = 0
+
+    def resources(self) -> dict[str, dict[str, str]]:
+        amounts = {"cpu": self.cpus, "memory": self.memory}
+        if self.gpus:
+            amounts["nvidia.com/gpu"] = str(self.gpus)
+        return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+HEAD = PodShape(cpus="2", memory="8Gi")
+AUTOSCALER = PodShape(cpus="500m", memory="512Mi")
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """A worker group: `min_replicas` pods from the start, up to `max_replicas` on demand."""
+
+    name: str
+    min_replicas: int
+    max_replicas: int
+    shape: PodShape
+
+
+def _pod_template(container: dict[str, Any], *, gpu: bool = False, volumes: list | None = None) -> dict:
+    spec: dict[str, Any] = {
+        # autoscaler v2 replaces a failed pod rather than restarting it
+        "restartPolicy": "Never",
+        "securityContext": {"fsGroup": RAY_GROUP_ID},
+        "containers": [container],
+    }
+    if gpu:  # GPU nodes are commonly tainted so that only pods asking for GPUs land there
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if volumes:
+        spec["volumes"] = volumes
+    return {"spec": spec}
+
+
+def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str) -> dict[str, Any]:
+    """A RayClusterSpec: the head runs the driver and the autoscaler, the workers train."""
+    head = {
+        "name": "ray-head",
+        "image": image,
+        "ports": [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
+                  {"containerPort": 10001, "name": "client"}],
+        "resources": HEAD.resources(),
+        "volumeMounts": [{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT}],
+    }
+    results = [{"name": RESULTS_VOLUME, "persistentVolumeClaim": {"claimName": results_pvc}}]
+    return {
+        "rayVersion": version("ray"),
+        "enableInTreeAutoscaling": True,
+        "autoscalerOptions": {
+            "version": "v2",
+            "upscalingMode": "Default",
+            "idleTimeoutSeconds": IDLE_TIMEOUT_S,
+            "resources": AUTOSCALER.resources(),
+        },
+        "headGroupSpec": {
+            # no logical CPUs: executors and tasks never land on the head
+            "rayStartParams": {"num-cpus": "0"},
+            "template": _pod_template(head, volumes=results),
+        },
+        "workerGroupSpecs": [
+            {
+                "groupName": group.name,
+                "replicas": group.min_replicas,
+                "minReplicas": group.min_replicas,
+                "maxReplicas": group.max_replicas,
+                "rayStartParams": {},  # KubeRay derives num-cpus / num-gpus from the limits
+                "template": _pod_template({"name": "ray-worker", "image": image,
+                                           "resources": group.shape.resources()},
+                                          gpu=group.shape.gpus > 0),
+            }
+            for group in groups
+        ],
+    }
+
+
+def _resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "ray.io/v1", "kind": kind,
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "fedmr-ray"}}, "spec": spec}
+
+
+def raycluster(name: str, cluster: dict[str, Any]) -> dict[str, Any]:
+    """A long-lived RayCluster, for `ray job submit` or `fedmr-ray simulate --address`."""
+    return _resource("RayCluster", name, cluster)
+
+
+def rayjob(name: str, entrypoint: str, cluster: dict[str, Any]) -> dict[str, Any]:
+    """A RayJob: KubeRay creates the cluster, submits the entrypoint, and deletes the cluster after."""
+    return _resource("RayJob", name, {
+        "entrypoint": entrypoint,
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
+        # a retry would find the run directory already written and stop: no retries
+        "backoffLimit": 0,
+        "rayClusterSpec": cluster,
+    })
+
+
+def simulate_entrypoint(simulate_args: list[str]) -> str:
+    """The shell command line of `fedmr-ray simulate`, each argument quoted as the shell needs."""
+    return shlex.join(["fedmr-ray", "simulate", *simulate_args])
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:  # plain YAML, never &anchors
+        return True
+
+
+def to_yaml(manifest: dict[str, Any]) -> str:
+    return yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=float("inf"))
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _config_from_flags(params: dict[str, Any]) -> tuple[SimulationConfig, set[str]]:
+    """The SimulationConfig that `simulate` builds from its parsed flags (its parameters are named
+    after the config's fields; the algorithm's `name` is the `algorithm` flag), with the flags used."""
+    renamed = {"name": "algorithm"}
+
+    def pick(cls: type) -> dict[str, Any]:
+        wanted = {f.name: renamed.get(f.name, f.name) for f in fields(cls)}
+        return {field: params[flag] for field, flag in wanted.items() if flag in params}
+
+    nested = {f.name: f.default_factory for f in fields(SimulationConfig) if f.default_factory is not MISSING}
+    top = {k: v for k, v in pick(SimulationConfig).items() if k not in nested}
+    parts = {key: cls(**pick(cls)) for key, cls in nested.items()}
+    used = set(top) | {renamed.get(f.name, f.name) for cls in nested.values() for f in fields(cls)}
+    return SimulationConfig(**top, **parts), used & set(params)
+
+
+def check_simulate_flags(ctx: typer.Context, simulate_args: list[str],
+                         gpus_per_actor: float) -> SimulationConfig:
+    """Parse the flags with `fedmr-ray simulate`'s own command (unknown flags and bad types are its
+    usage errors) and validate them as it does; the job's --gpus-per-actor is render's."""
+    root = ctx.find_root()
+    command = root.command.get_command(root, "simulate")
+    parsed = command.make_context("fedmr-ray simulate", list(simulate_args))
+    flag = {param.name: max(param.opts, key=len) for param in command.params}
+    given = {name for name in parsed.params if parsed.get_parameter_source(name).name == "COMMANDLINE"}
+    refused = [(name, _OWNED[name]) for name in sorted(given & set(_OWNED))]
+    config, used = _config_from_flags({**parsed.params, "gpus_per_actor": gpus_per_actor, "output": None})
+    refused += [(name, "it sets nothing in the simulation's configuration")
+                for name in sorted(given - used - _DISPLAY_ONLY - set(_OWNED))]
+    if refused:
+        name, why = refused[0]
+        raise ConfigError(f"{flag[name]} after --: not accepted by `fedmr-ray k8s render`: {why}")
+    return config.validate()
+
+
+def check_workers(runtime: RuntimeConfig, gpu: WorkerGroup, cpu: WorkerGroup) -> None:
+    """The executors this run asks for fit in a worker, and workers are there when it starts (the
+    executor pool is sized from the nodes present then)."""
+    for group in (gpu, cpu):
+        _require(group.max_replicas >= group.min_replicas,
+                 f"--max-{group.name}-workers {group.max_replicas}: must be >= --{group.name}-workers "
+                 f"{group.min_replicas}")
+    if runtime.gpus_per_actor > 0:
+        _require(gpu.min_replicas >= 1, f"--gpus-per-actor {runtime.gpus_per_actor:g}: needs GPU workers "
+                                        "present from the start (--gpu-workers >= 1)")
+        _require(runtime.gpus_per_actor <= gpu.shape.gpus,
+                 f"--gpus-per-actor {runtime.gpus_per_actor:g}: more than a GPU worker has "
+                 f"(--gpus-per-worker {gpu.shape.gpus})")
+    _require(gpu.min_replicas + cpu.min_replicas >= 1, "--cpu-workers 0 --gpu-workers 0: the head trains "
+             "nothing (num-cpus 0); at least one worker must be present from the start")
+    _require(runtime.cpus_per_actor <= float(cpu.shape.cpus),
+             f"--cpus-per-actor {runtime.cpus_per_actor:g}: more than a worker has "
+             f"(--cpus-per-worker {cpu.shape.cpus})")
+
+
+def _check_names(image: str, name: str, results_pvc: str, memory: str) -> None:
+    _require(bool(image) and not any(c.isspace() for c in image),
+             f"--image {image!r}: must name a container image, e.g. registry.example.com/fedmr-ray:0.1.0-gpu")
+    _require(len(name) <= MAX_RAYJOB_NAME and _DNS_1035.fullmatch(name) is not None,
+             f"--name {name!r}: must be at most {MAX_RAYJOB_NAME} lower-case letters, digits and '-', "
+             "starting with a letter and ending with a letter or digit")
+    _require(len(results_pvc) <= 253 and _DNS_1123.fullmatch(results_pvc) is not None,
+             f"--results-pvc {results_pvc!r}: must be a Kubernetes object name (lower-case letters, "
+             "digits, '-' and '.')")
+    _require(_QUANTITY.fullmatch(memory) is not None,
+             f"--memory-per-worker {memory!r}: must be a Kubernetes quantity such as 16Gi or 512Mi")
+
+
+k8s_app = typer.Typer(no_args_is_help=True, help="Run simulations on Kubernetes with KubeRay.")
+
+
+@k8s_app.callback()
+def _k8s() -> None:
+    """Run simulations on Kubernetes with KubeRay."""
+
+
+WORKERS, SHAPE, JOB = "Workers", "Worker pods", "Job"
+
+
+def _opt(help_text: str, panel: str, **kwargs) -> typer.Option:
+    return typer.Option(help=help_text, rich_help_panel=panel, **kwargs)
+
+
+def _max_opt(kind: str) -> typer.Option:
+    return _opt(f"Most {kind} worker pods the autoscaler may run (default: --{kind.lower()}-workers).",
+                WORKERS, min=0, show_default=False)
+
+
+@k8s_app.command(no_args_is_help=True)
+def render(
+    ctx: typer.Context,
+    image: Annotated[str, _opt("Image of every Ray pod, built from k8s/Dockerfile (its -gpu variant "
+                               "where there are GPU workers).", JOB, show_default=False)],
+    gpu_workers: Annotated[int, _opt("GPU worker pods present from the start.", WORKERS, min=0)] = 0,
+    max_gpu_workers: Annotated[int | None, _max_opt("GPU")] = None,
+    cpu_workers: Annotated[int, _opt("CPU worker pods present from the start.", WORKERS, min=0)] = 0,
+    max_cpu_workers: Annotated[int | None, _max_opt("CPU")] = None,
+    gpus_per_actor: Annotated[float, _opt("GPUs per executor, fractional (simulate's --gpus-per-actor).",
+                                          WORKERS)] = 0.0,
+    cpus_per_worker: Annotated[int, _opt("CPUs of each worker pod.", SHAPE, min=1)] = 4,
+    memory_per_worker: Annotated[str, _opt("Memory of each worker pod (a Kubernetes quantity).",
+                                           SHAPE)] = "16Gi",
+    gpus_per_worker: Annotated[int, _opt("GPUs of each GPU worker pod.", SHAPE, min=1)] = 1,
+    name: Annotated[str, _opt(f"RayJob name; the run directory is {RESULTS_MOUNT}/NAME.", JOB)] = "fedmr",
+    results_pvc: Annotated[str, _opt(f"PersistentVolumeClaim mounted at {RESULTS_MOUNT} on the head.",
+                                     JOB)] = "fedmr-results",
+    simulate_args: Annotated[list[str] | None, typer.Argument(
+        help="Flags of `fedmr-ray simulate`, after --.", show_default=False)] = None,
+) -> None:
+    """Print a RayJob manifest (YAML) that runs `fedmr-ray simulate` with the flags after --."""
+    simulate_args = simulate_args or []
+    _check_names(image, name, results_pvc, memory_per_worker)
+    config = check_simulate_flags(ctx, simulate_args, gpus_per_actor)
+    gpu = WorkerGroup("gpu", gpu_workers, gpu_workers if max_gpu_workers is None else max_gpu_workers,
+                      PodShape(str(cpus_per_worker), memory_per_worker, gpus_per_worker))
+    cpu = WorkerGroup("cpu", cpu_workers, cpu_workers if max_cpu_workers is None else max_cpu_workers,
+                      PodShape(str(cpus_per_worker), memory_per_worker))
+    check_workers(config.runtime, gpu, cpu)
+
+    job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor),
+                "--output", f"{RESULTS_MOUNT}/{name}"]
+    cluster = cluster_spec(image, [group for group in (gpu, cpu) if group.max_replicas > 0], results_pvc)
+    typer.echo(to_yaml(rayjob(name, simulate_entrypoint(job_args), cluster)), nl=False)
