@@ -63,8 +63,8 @@ def simulate(
                                      ALG)] = A.granularity,
     diverse_init: Annotated[bool, _opt("FedMR: give each of the K models its own random "
                                        "initialisation.", ALG)] = A.diverse_init,
-    mu: Annotated[float | None, _opt("FedProx: weight of the proximal term [default: 0.01]; MOON: weight "
-                                     "of the contrastive loss [default: 5].", ALG, show_default=False)] = A.mu,
+    mu: Annotated[float | None, _opt("FedProx: weight of the proximal term \\[default: 0.01]; MOON: weight "
+                                     "of the contrastive loss \\[default: 5].", ALG, show_default=False)] = A.mu,
     server_lr: Annotated[float, _opt("SCAFFOLD: the server's step size.", ALG)] = A.server_lr,
     temperature: Annotated[float, _opt("MOON: temperature of the contrastive loss.", ALG)] = A.temperature,
     local_epochs: Annotated[int, _opt("Local epochs per round.", LOCAL)] = T.local_epochs,
@@ -83,18 +83,22 @@ def simulate(
                                            DATA)] = D.synthetic_alpha,
     synthetic_beta: Annotated[float, _opt("Synthetic: beta, how much the clients' inputs differ.",
                                           DATA)] = D.synthetic_beta,
-    num_actors: Annotated[int | None, _opt("Executor actors [default: as many as the cluster's "
+    num_actors: Annotated[int | None, _opt("Executor actors \\[default: as many as the cluster's "
                                            "resources hold, at most one per sampled client].",
                                            RAY, show_default=False)] = R.num_actors,
+    max_actors: Annotated[int | None, _opt("Elastic pool: grow to this many executors, asking the cluster "
+                                           "for them (an autoscaler adds nodes for the ones that do not fit) "
+                                           "\\[default: as many as fit, following the cluster as it grows and "
+                                           "shrinks].", RAY, show_default=False)] = R.max_actors,
     cpus_per_actor: Annotated[float, _opt("CPUs per executor; torch threads follow it.", RAY)] = R.cpus_per_actor,
     gpus_per_actor: Annotated[float, _opt("GPUs per executor, fractional; > 0 trains on CUDA "
                                           "(CPU where none is visible).", RAY)] = R.gpus_per_actor,
-    address: Annotated[str | None, _opt("Ray cluster to connect to [default: RAY_ADDRESS, else a "
+    address: Annotated[str | None, _opt("Ray cluster to connect to \\[default: RAY_ADDRESS, else a "
                                         "local Ray with this machine's CPUs].", RAY,
                                         show_default=False)] = R.address,
     serial: Annotated[bool, _opt("Run without Ray, in this process, clients one after another "
                                  "(the reference backend).", RAY)] = False,
-    output: Annotated[Path | None, _opt("Run directory [default: runs/<timestamp>-<algorithm>].",
+    output: Annotated[Path | None, _opt("Run directory \\[default: runs/<timestamp>-<algorithm>].",
                                         OUT, show_default=False)] = None,
     quiet: Annotated[bool, _opt("No progress bar.", OUT)] = False,
 ) -> None:
@@ -108,7 +112,8 @@ def simulate(
         train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay, client_batch),
         algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init, mu, server_lr,
                                   temperature),
-        runtime=RuntimeConfig(num_actors, cpus_per_actor, gpus_per_actor, address),
+        runtime=RuntimeConfig(num_actors=num_actors, max_actors=max_actors, cpus_per_actor=cpus_per_actor,
+                              gpus_per_actor=gpus_per_actor, address=address),
     ).validate()  # before Ray starts
 
     from cli.progress import run_with_progress

@@ -49,7 +49,7 @@ def simulate(
                 history.append({
                     "round": record.round, "algorithm": config.algorithm.name, "stage": record.stage,
                     "test_accuracy": record.test_accuracy, "test_loss": record.test_loss,
-                    "train_loss": record.train_loss, "elapsed_s": elapsed,
+                    "train_loss": record.train_loss, "executors": record.executors, "elapsed_s": elapsed,
                 })
                 if run_dir:
                     run_dir.write_metrics(history)

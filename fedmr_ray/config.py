@@ -25,6 +25,34 @@ class DataConfig:
     # LEAF Synthetic(alpha, beta): alpha spreads the clients' models, beta their inputs.
     synthetic_alpha: float = 1.0
     synthetic_beta: float = 1.0
+    data_dir: str | None = None  # None: the dataset's default location (see data.catalog)
+    cache_dir: str | None = None  # decoded datasets; None: $XDG_CACHE_HOME/fedmr-ray or ~/.cache/fedmr-ray
+    partition: str | None = None  # iid, dirichlet, shards, natural; None: natural where the dataset has users
+    alpha: float = 0.5  # Dirichlet concentration: lower is more label skew
+    shards_per_client: int = 2
+    min_samples: int = 10  # dirichlet: redraw until every client holds this many
+    partition_file: str | None = None  # Parquet (client_id, sample_index) or the reference's JSON
+    augment: bool = False  # CIFAR: random crop (4-pixel padding) and horizontal flip
+
+    def validate(self, model: str) -> None:
+        """The data flags, the model against the dataset's input, then the data itself (read and
+        cached here when seen for the first time)."""
+        from fedmr_ray.data.catalog import PARTITIONS, dataset_spec
+
+        spec = dataset_spec(self.dataset)
+        _check(self.synthetic_alpha >= 0 and self.synthetic_beta >= 0, "synthetic alpha and beta must be >= 0")
+        _check(self.partition is None or self.partition in PARTITIONS,
+               f"--partition {self.partition!r}: accepted values are: {', '.join(PARTITIONS)}")
+        _check(self.partition is None or self.partition_file is None,
+               "--partition and --partition-file: give one of them, not both")
+        _check(self.alpha > 0, f"--alpha {self.alpha}: must be > 0")
+        _check(self.shards_per_client >= 1, f"--shards-per-client {self.shards_per_client}: must be an integer >= 1")
+        _check(self.min_samples >= 1, f"--min-samples {self.min_samples}: must be an integer >= 1")
+        _check(not self.augment or spec.is_cifar,
+               f"--augment: random crop and flip are for CIFAR images, not --dataset {self.dataset}")
+        from fedmr_ray.models import check_model  # local import: models pull in torch
+
+        check_model(model, spec)
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,7 @@ class AlgorithmConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     num_actors: int | None = None
+    max_actors: int | None = None  # bound of an elastic pool (see runtime.coordinator.plan_executors)
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     address: str | None = None
@@ -101,14 +130,7 @@ class SimulationConfig:
         _check(self.rounds >= 1, f"--rounds {self.rounds}: must be an integer >= 1")
         _check(self.eval_every >= 1, f"--eval-every {self.eval_every}: must be an integer >= 1")
         _check(self.seed >= 0, f"--seed {self.seed}: must be an integer >= 0")
-        _check(self.data.dataset == "synthetic",
-               f"--dataset {self.data.dataset!r}: accepted values are: synthetic")
-        _check(self.data.synthetic_alpha >= 0 and self.data.synthetic_beta >= 0,
-               "synthetic alpha and beta must be >= 0")
-        from fedmr_ray.models import MODELS  # local import: models pull in torch
-
-        _check(self.model in MODELS,
-               f"--model {self.model!r}: accepted values are: {', '.join(sorted(MODELS))}")
+        self.data.validate(self.model)
         t = self.train
         _check(t.local_epochs >= 1, f"--local-epochs {t.local_epochs}: must be an integer >= 1")
         _check(t.batch_size >= 1, f"--batch-size {t.batch_size}: must be an integer >= 1")
@@ -132,12 +154,17 @@ class SimulationConfig:
         r = self.runtime
         _check(r.num_actors is None or r.num_actors >= 1,
                f"--num-actors {r.num_actors}: must be an integer >= 1")
+        _check(r.max_actors is None or r.max_actors >= 1,
+               f"--max-actors {r.max_actors}: must be an integer >= 1")
         _check(r.cpus_per_actor > 0, f"--cpus-per-actor {r.cpus_per_actor}: must be > 0")
         _check(r.gpus_per_actor >= 0, f"--gpus-per-actor {r.gpus_per_actor}: must be >= 0")
         _check(r.gpus_per_actor <= 1 or r.gpus_per_actor == int(r.gpus_per_actor),
                f"--gpus-per-actor {r.gpus_per_actor}: must be a fraction in [0, 1] or a whole number")
         if self.output is not None:
             check_output_dir(self.output)
+        from fedmr_ray.data import check_data
+
+        check_data(self)  # last: the first time a dataset is seen, it is read and cached here
         return self
 
 

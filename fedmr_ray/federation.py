@@ -48,12 +48,17 @@ class Backend(Protocol[M]):
 
     def fetch(self, model: M) -> list[np.ndarray]: ...
 
+    @property
+    def workers(self) -> int:
+        """Executors that trained in the last round."""
+
 
 @dataclass(frozen=True)
 class RoundRecord:
     round: int  # rounds completed, 1-based
     stage: str  # "recombine" or "average": what the server did after training
     train_loss: float  # local training loss, weighted by the clients' sample counts
+    executors: int  # executors that trained in the round
     test_accuracy: float | None = None  # set on evaluated rounds
     test_loss: float | None = None
 
@@ -128,7 +133,8 @@ class Federation(Generic[M]):
             heads = [[model[e] for e in task.entries] for model in trained]
             self.server_state[task.state] = self.backend.run(task.fn, self.server_state[task.state], heads, task.kwargs)
         self.round += 1
-        record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss)
+        record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss,
+                             self.backend.workers)
         if not cfg.is_eval_round(r):
             return record
         weights = self.algorithm.global_weights(sizes)

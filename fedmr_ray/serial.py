@@ -18,6 +18,8 @@ Model = list[np.ndarray]
 
 
 class SerialBackend:
+    workers = 1
+
     def __init__(self, trainer: ClientTrainer):
         self.trainer = trainer
 

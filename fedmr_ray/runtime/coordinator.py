@@ -17,7 +17,9 @@ from fedmr_ray.runtime.pool import ExecutorPool
 
 
 def plan_executors(runtime: RuntimeConfig, cohort_size: int, resources: dict[str, float]) -> int:
-    """As many executors as the cluster's resources hold, at most one per client of a cohort."""
+    """How many executors the pool aims at, given the cluster's resources: --num-actors if set;
+    else --max-actors (at most one per client of a cohort), whether or not they fit now, so that
+    the ones that do not make an autoscaler add nodes; else as many as fit, at most one per client."""
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     fit = math.floor(cpus / runtime.cpus_per_actor + 1e-9)
     if runtime.gpus_per_actor > 0:
@@ -28,6 +30,8 @@ def plan_executors(runtime: RuntimeConfig, cohort_size: int, resources: dict[str
                 f"--num-actors {runtime.num_actors}: this cluster ({cpus:g} CPUs, {gpus:g} GPUs) holds at "
                 f"most {fit} executors of {runtime.cpus_per_actor:g} CPUs and {runtime.gpus_per_actor:g} GPUs")
         return runtime.num_actors
+    if runtime.max_actors is not None:
+        return min(runtime.max_actors, cohort_size)
     if fit < 1:
         raise ConfigError(
             f"--cpus-per-actor {runtime.cpus_per_actor:g} / --gpus-per-actor {runtime.gpus_per_actor:g}: "
@@ -35,31 +39,43 @@ def plan_executors(runtime: RuntimeConfig, cohort_size: int, resources: dict[str
     return min(fit, cohort_size)
 
 
+def fitting_now(runtime: RuntimeConfig, resources: dict[str, float]) -> int:
+    """Executors the cluster's free resources hold right now."""
+    fit = math.floor(resources.get("CPU", 0.0) / runtime.cpus_per_actor + 1e-9)
+    if runtime.gpus_per_actor > 0:
+        fit = min(fit, math.floor(resources.get("GPU", 0.0) / runtime.gpus_per_actor + 1e-9))
+    return fit
+
+
 @ray.remote(num_cpus=0)
 class Coordinator:
-    def __init__(self, config: dict[str, Any], num_executors: int):
+    def __init__(self, config: dict[str, Any]):
         cfg = SimulationConfig.from_dict(config)
         data = load_dataset(cfg)
         spec = ModelSpec(cfg.model, data.num_classes, data.input_shape)
         algorithm = build_algorithm(cfg, spec, data)
         data_ref = ray.put(data)
         rt = cfg.runtime
-        # An executor holds nothing a call cannot rebuild, and a call gives the same result on any
-        # executor: one that dies is restarted and its calls are retried (faults are retried, not hidden).
-        executors = [
-            Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor,
-                             max_restarts=-1, max_task_retries=-1).remote(
+
+        def start_executor():
+            # An executor holds nothing a call cannot rebuild, and a call gives the same result on
+            # any executor: the pool retries the calls of one that dies on another (max_restarts=0:
+            # a dead executor's calls fail at once rather than wait for a restart that may never
+            # find room in a cluster that shrank).
+            return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0).remote(
                 spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0,
                 algorithm.local)
-            for _ in range(num_executors)
-        ]
-        described = ray.get([e.describe.remote() for e in executors])
-        self.devices = [device for device, _ in described]
+
+        def target() -> int:
+            return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
+
         writes = algorithm.local.client_state if algorithm.local else ()
-        pool = ExecutorPool(executors, len(entry_names(spec)), data.client_sizes(), cfg.train, writes)
-        self.federation = Federation(cfg, spec, data, algorithm, pool)
-        self.summary = run_summary(data, self.federation, self.devices,
-                                   vectorised=all(vectorised for _, vectorised in described))
+        self.pool = ExecutorPool(start_executor, target, len(entry_names(spec)), data.client_sizes(), cfg.train, writes)
+        self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
+        self.federation = Federation(cfg, spec, data, algorithm, self.pool)
+        devices = [device for device, _ in self.pool.described]
+        self.summary = run_summary(data, self.federation, devices,
+                                   vectorised=all(vectorised for _, vectorised in self.pool.described))
 
     def describe(self) -> dict[str, Any]:
         return self.summary

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord
@@ -39,8 +40,10 @@ class RayRun:
             print(f"fedmr-ray: warning: --gpus-per-actor {config.runtime.gpus_per_actor:g}: "
                   "the Ray cluster has no GPU; training on CPU", file=sys.stderr)
             config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, gpus_per_actor=0.0))
-        num_executors = plan_executors(config.runtime, config.cohort_size, resources)
-        self.coordinator = Coordinator.remote(config.to_dict(), num_executors)
+        plan_executors(config.runtime, config.cohort_size, resources)  # refuses what cannot run, before anything starts
+        # on this (the head) node: its objects (the dataset, the copies of the models) stay when workers leave
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.coordinator = Coordinator.options(scheduling_strategy=here).remote(config.to_dict())
 
     def describe(self) -> dict[str, Any]:
         return ray.get(self.coordinator.describe.remote())

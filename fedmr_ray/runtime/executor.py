@@ -43,18 +43,20 @@ class Executor:
                 out += t.state[name]
         return (*out, [t.result for t in trained])
 
-    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> np.ndarray:
-        return weighted_sum(entries, weights)
+    # The server-side calls end their returns with True: a small marker the pool waits on to
+    # learn that the call ran (or that its executor died) without fetching the results.
+
+    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, bool]:
+        return weighted_sum(entries, weights), True
 
     def run(self, fn: Callable, kwargs: dict[str, Any], size: int, lengths: list[int], *entries: np.ndarray):
-        new = fn(list(entries[:size]), _split(entries[size:], lengths), **kwargs)
-        return tuple(new) if size > 1 else new[0]
+        return (*fn(list(entries[:size]), _split(entries[size:], lengths), **kwargs), True)
 
-    def call(self, fn: Callable, kwargs: dict[str, Any], lengths: list[int], *entries: np.ndarray) -> Any:
-        return fn(_split(entries, lengths), **kwargs)
+    def call(self, fn: Callable, kwargs: dict[str, Any], lengths: list[int], *entries: np.ndarray) -> tuple[Any, bool]:
+        return fn(_split(entries, lengths), **kwargs), True
 
-    def evaluate(self, *entries: np.ndarray) -> tuple[float, float]:
-        return self.trainer.evaluate(entries)
+    def evaluate(self, *entries: np.ndarray) -> tuple[tuple[float, float], bool]:
+        return self.trainer.evaluate(entries), True
 
 
 def _split(flat, lengths: list[int]) -> list[list[np.ndarray]]:

@@ -63,17 +63,52 @@ class CallLayout:
         return models, states, server
 
 
-class ExecutorPool:
-    """The Ray backend of the round loop (federation.Backend)."""
+# What a call fails with when its executor is gone (killed, out of memory, its node removed):
+# the call is retried on another executor. Anything else (a bug in training) is not hidden.
+EXECUTOR_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
 
-    def __init__(self, executors: Sequence[ActorHandle], num_entries: int, client_sizes: np.ndarray,
-                 train: TrainConfig, writes: tuple[str, ...] = ()):
-        self.executors = list(executors)
+
+class ExecutorPool:
+    """The Ray backend of the round loop (federation.Backend), and the executors' keeper.
+
+    The pool follows the cluster: at every round's start, executors whose start has finished
+    join, and new ones are started until there are `target()` of them (pending ones make the
+    autoscaler add nodes). A call whose executor dies is given to another executor; the dead one
+    leaves the pool, and a replacement starts at the next round where the cluster has room.
+    """
+
+    def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], num_entries: int,
+                 client_sizes: np.ndarray, train: TrainConfig, writes: tuple[str, ...] = ()):
+        self.start_executor, self.target = start_executor, target
+        self.ready: list[ActorHandle] = []
+        self.joining: dict[ray.ObjectRef, ActorHandle] = {}  # describe() call -> executor being placed
+        self.described: list[tuple[str, bool]] = []  # (device, vectorised) of every executor that joined
         self.num_entries = num_entries
         self.client_sizes = client_sizes
         self.train_config = train
         self.writes = writes  # the client states the algorithm's local rule writes
+        self.workers = 0  # executors that trained in the last round
         self._next = 0
+
+    def refresh(self, wait_for: int = 1) -> None:
+        """Executors placed since the last call join; new ones start up to the target; returns
+        once at least `wait_for` executors are ready (waiting for the cluster if need be)."""
+        while len(self.ready) + len(self.joining) < max(self.target(), wait_for):
+            executor = self.start_executor()
+            self.joining[executor.describe.remote()] = executor
+        while self.joining:
+            must_wait = len(self.ready) < wait_for
+            done, _ = ray.wait(list(self.joining), num_returns=1, timeout=None if must_wait else 0)
+            if not done:
+                return
+            executor = self.joining.pop(done[0])
+            try:
+                self.described.append(ray.get(done[0]))
+                self.ready.append(executor)
+            except EXECUTOR_LOST:
+                if len(self.ready) + len(self.joining) < max(self.target(), wait_for):
+                    replacement = self.start_executor()
+                    self.joining[replacement.describe.remote()] = replacement
 
     def put(self, entries: list[np.ndarray]) -> Model:
         return [ray.put(entry) for entry in entries]
@@ -82,17 +117,22 @@ class ExecutorPool:
               server: dict[str, Model]) -> tuple[list[Model], list[ClientResult], list[dict[str, Model]]]:
         """Groups of clients, the costliest first, each to the first executor with a free slot:
         the round ends when the slowest executor does, so balance matters more than order."""
+        self.refresh()
         costs = self.train_config.local_steps(self.client_sizes[[job.client for job in jobs]])
-        pending = deque(plan_groups(costs.tolist(), len(self.executors) * GROUPS_PER_EXECUTOR))
-        free = deque(self.executors * IN_FLIGHT_PER_EXECUTOR)
+        pending = deque(plan_groups(costs.tolist(), len(self.ready) * GROUPS_PER_EXECUTOR))
+        free = deque(self.ready * IN_FLIGHT_PER_EXECUTOR)
         new_models: list[Model] = [[] for _ in jobs]
         new_states: list[dict[str, Model]] = [{} for _ in jobs]
-        result_refs: list[tuple[list[int], ray.ObjectRef]] = []
-        in_flight: dict[ray.ObjectRef, ActorHandle] = {}
+        results: list[ClientResult | None] = [None] * len(jobs)
+        in_flight: dict[ray.ObjectRef, tuple[ActorHandle, list[int]]] = {}
         size, per_job = self.num_entries, self.num_entries * (1 + len(self.writes))
         server_flat = [ref for entries in server.values() for ref in entries]
         server_layout = tuple((name, len(entries)) for name, entries in server.items())
+        used: set[ActorHandle] = set()
         while pending or in_flight:
+            if pending and not free and not in_flight:  # every executor is gone: wait for new ones
+                self.refresh()
+                free.extend(self.ready * IN_FLIGHT_PER_EXECUTOR)
             while pending and free:
                 group, executor = pending.popleft(), free.popleft()
                 layout = CallLayout(size, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
@@ -103,38 +143,70 @@ class ExecutorPool:
                     out = refs[k * per_job:(k + 1) * per_job]
                     new_models[i] = out[:size]
                     new_states[i] = {name: out[size * (n + 1):size * (n + 2)] for n, name in enumerate(self.writes)}
-                result_refs.append((group, refs[-1]))
-                in_flight[refs[-1]] = executor
+                in_flight[refs[-1]] = (executor, group)
             done, _ = ray.wait(list(in_flight), num_returns=1, fetch_local=False)
-            for ref in done:
-                free.append(in_flight.pop(ref))
-        results: list[ClientResult | None] = [None] * len(jobs)
-        for (group, _), group_results in zip(result_refs, ray.get([ref for _, ref in result_refs])):
+            executor, group = in_flight.pop(done[0])
+            try:
+                group_results = ray.get(done[0])
+            except EXECUTOR_LOST:
+                # the group's clients train again elsewhere; the lost call's outputs are dropped
+                pending.appendleft(group)
+                if executor in self.ready:
+                    self.ready.remove(executor)
+                free = deque(e for e in free if e is not executor)
+                continue
             for i, result in zip(group, group_results):
                 results[i] = result
+            used.add(executor)
+            free.append(executor)
+        self.workers = len(used)
+        # a copy of every new entry on this (the head) node: where the executor that made an
+        # entry leaves with its node, the entry is found here rather than lost
+        produced = [ref for model in new_models for ref in model]
+        produced += [ref for state in new_states for entries in state.values() for ref in entries]
+        ray.wait(produced, num_returns=len(produced), fetch_local=True)
         return new_models, results, new_states
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
         """One call per entry, spread over the executors: each reads one entry of every term."""
         weights = np.array([w for w, _ in terms])
-        return [self._executor().combine.remote(weights, *[m[e] for _, m in terms])
-                for e in range(len(terms[0][1]))]
+        calls = [self._checked(lambda ex, e=e: ex.combine.options(num_returns=2).remote(
+            weights, *[m[e] for _, m in terms])) for e in range(len(terms[0][1]))]
+        return [self._settle(call)[0] for call in calls]
 
     def run(self, fn: Callable, state: Model, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Model:
-        refs = self._executor().run.options(num_returns=len(state)).remote(
-            fn, kwargs, len(state), [len(i) for i in inputs], *state, *(r for i in inputs for r in i))
-        return list(refs) if len(state) > 1 else [refs]
+        lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
+        return self._settle(self._checked(lambda ex: ex.run.options(num_returns=len(state) + 1).remote(
+            fn, kwargs, len(state), lengths, *state, *flat)))
 
     def call(self, fn: Callable, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Any:
-        return ray.get(self._executor().call.remote(fn, kwargs, [len(i) for i in inputs],
-                                                    *(r for i in inputs for r in i)))
-
-    def _executor(self) -> ActorHandle:
-        self._next = (self._next + 1) % len(self.executors)
-        return self.executors[self._next]
+        lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
+        return ray.get(self._settle(self._checked(
+            lambda ex: ex.call.options(num_returns=2).remote(fn, kwargs, lengths, *flat)))[0])
 
     def evaluate(self, model: Model) -> tuple[float, float]:
-        return ray.get(self.executors[0].evaluate.remote(*model))
+        return ray.get(self._settle(self._checked(
+            lambda ex: ex.evaluate.options(num_returns=2).remote(*model)))[0])
+
+    def _checked(self, submit: Callable[[ActorHandle], list[ray.ObjectRef]]):
+        """A call on the next executor whose refs end with a small done-marker, and how to redo it."""
+        if not self.ready:
+            self.refresh()
+        self._next = (self._next + 1) % len(self.ready)
+        executor = self.ready[self._next]
+        return executor, submit(executor), submit
+
+    def _settle(self, call) -> list[ray.ObjectRef]:
+        """The call's results once its marker says it ran, redone elsewhere while executors die."""
+        executor, refs, submit = call
+        while True:
+            try:
+                ray.get(refs[-1])
+                return list(refs[:-1])
+            except EXECUTOR_LOST:
+                if executor in self.ready:
+                    self.ready.remove(executor)
+                executor, refs, submit = self._checked(submit)
 
     def fetch(self, model: Model) -> list[np.ndarray]:
         return ray.get(model)
