@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A user error in the configuration: one line, naming the value and what is accepted."""
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Text (an exception's message, say) on one line, for a ConfigError."""
+    return " ".join(str(text).split())[:limit]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic"

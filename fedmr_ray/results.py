@@ -1,4 +1,5 @@
-"""The run directory: config.json, metrics.parquet (one row per evaluated round), model.pt.
+"""The run directory: config.json, partition.parquet (which samples each client holds),
+metrics.parquet (one row per evaluated round), model.pt.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -16,10 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedmr_ray.config import SimulationConfig
+from fedmr_ray.data import load_partition
+from fedmr_ray.data.partition import COLUMNS, Partition
 
 METRICS = "metrics.parquet"
 CONFIG = "config.json"
 MODEL = "model.pt"
+PARTITION = "partition.parquet"
 
 
 def _atomic(path: Path, write) -> None:
@@ -37,7 +41,13 @@ class RunDirectory:
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         _atomic(run.path / CONFIG, lambda p: p.write_text(json.dumps(config.to_dict(), indent=2) + "\n"))
+        run.write_partition(load_partition(config))  # the same split the run's executors train on
         return run
+
+    def write_partition(self, partition: Partition) -> None:
+        """One row per (client, sample): columns client_id, sample_index; `--partition-file` reads it back."""
+        table = pa.table(dict(zip(COLUMNS, (partition.client_ids(), partition.sample_index()))))
+        _atomic(self.path / PARTITION, lambda p: pq.write_table(table, p))
 
     def write_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
         _atomic(self.path / METRICS, lambda p: pq.write_table(pa.Table.from_pylist(list(rows)), p))

@@ -1,16 +1,122 @@
-"""Datasets: each a `FederatedDataset`, built from the configuration."""
+"""Datasets: each a `FederatedDataset`, built from the configuration.
+
+A real dataset is read from local files (sources.py), decoded once and cached (cache.py), then
+normalised and split among the clients (partition.py). The synthetic one is generated from the
+seed; under its natural partition it is exactly `make_synthetic`.
+"""
 
 from __future__ import annotations
 
-from fedmr_ray.config import SimulationConfig
-from fedmr_ray.data.dataset import FederatedDataset
-from fedmr_ray.data.synthetic import make_synthetic
+import dataclasses
 
-__all__ = ["FederatedDataset", "load_dataset", "make_synthetic"]
+import numpy as np
+
+from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
+from fedmr_ray.data.catalog import DATASETS, PARTITIONS, DatasetSpec, dataset_spec
+from fedmr_ray.data.dataset import FederatedDataset
+from fedmr_ray.data.partition import (
+    Partition,
+    dirichlet_partition,
+    iid_partition,
+    natural_partition,
+    read_partition_file,
+    shard_partition,
+)
+from fedmr_ray.data.sources import Decoded, locate, normalise
+from fedmr_ray.data.synthetic import make_synthetic, synthetic_offsets
+from fedmr_ray.rng import Stream, generator
+
+__all__ = ["DATASETS", "PARTITIONS", "DatasetSpec", "FederatedDataset", "Partition", "check_data", "dataset_spec",
+           "load_dataset", "load_labels", "load_partition", "make_synthetic", "partition_counts",
+           "partition_scheme"]
+
+
+def partition_scheme(data: DataConfig) -> str:
+    """--partition, else the dataset's default: natural where it has users of its own."""
+    return data.partition or dataset_spec(data.dataset).default_partition
+
+
+def _uses_plain_synthetic(data: DataConfig) -> bool:
+    return data.dataset == "synthetic" and partition_scheme(data) == "natural" and data.partition_file is None
+
+
+def _decoded(data: DataConfig) -> Decoded:
+    from fedmr_ray.data.cache import load_cached
+
+    spec = dataset_spec(data.dataset)
+    return load_cached(locate(spec, spec.data_dir(data.data_dir)), data.cache_dir)
+
+
+def load_labels(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training labels, users' offsets or None) without the inputs, from the cache where it can."""
+    data = config.data
+    if data.dataset == "synthetic":
+        dataset = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+        return dataset.y_train, dataset.client_offsets
+    decoded = _decoded(data)
+    return np.asarray(decoded.y_train), decoded.users
+
+
+def make_partition(config: SimulationConfig, labels: np.ndarray, users: np.ndarray | None) -> Partition:
+    data, clients = config.data, config.clients
+    if data.partition_file is not None:
+        return read_partition_file(data.partition_file, clients, len(labels))
+    scheme = partition_scheme(data)
+    rng = generator(config.seed, Stream.PARTITION)
+    if scheme == "natural":
+        if users is None:
+            raise ConfigError(f"--partition natural: {data.dataset} has no users of its own; accepted for it: "
+                              "iid, dirichlet, shards")
+        if clients > len(users) - 1:
+            raise ConfigError(f"--clients {clients}: {data.dataset} has {len(users) - 1} users (the natural "
+                              "partition); use --clients at most that, or another --partition")
+        return natural_partition(users, clients)
+    if scheme == "dirichlet":
+        return dirichlet_partition(labels, dataset_spec(data.dataset).num_classes, clients, data.alpha,
+                                   data.min_samples, rng)
+    needed = clients * (data.shards_per_client if scheme == "shards" else 1)
+    if len(labels) < needed:
+        raise ConfigError(f"--partition {scheme}: {clients} clients need at least {needed} training samples, "
+                          f"{data.dataset} has {len(labels)}")
+    if scheme == "shards":
+        return shard_partition(labels, clients, data.shards_per_client, rng)
+    return iid_partition(len(labels), clients, rng)
+
+
+def load_partition(config: SimulationConfig) -> Partition:
+    """The clients' samples, as `load_dataset(config)` splits them, computed from the labels alone."""
+    if _uses_plain_synthetic(config.data):
+        return Partition(synthetic_offsets(config.clients, config.seed))
+    return make_partition(config, *load_labels(config))
+
+
+def partition_counts(config: SimulationConfig) -> tuple[Partition, np.ndarray]:
+    """The partition and its [clients, classes] label counts."""
+    labels, users = load_labels(config)
+    partition = make_partition(config, labels, users)
+    return partition, partition.label_counts(labels, dataset_spec(config.data.dataset).num_classes)
+
+
+def check_data(config: SimulationConfig) -> None:
+    """Raise ConfigError where the dataset is missing or malformed or the partition cannot be
+    made, before anything starts (it decodes and caches a dataset seen for the first time)."""
+    if not _uses_plain_synthetic(config.data):
+        load_partition(config)
 
 
 def load_dataset(config: SimulationConfig) -> FederatedDataset:
     data = config.data
-    if data.dataset == "synthetic":
+    if _uses_plain_synthetic(data):
         return make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
-    raise ValueError(f"unknown dataset {data.dataset!r}")  # validate() refuses it before this
+    if data.dataset == "synthetic":
+        base = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+        users = base.client_offsets
+    else:
+        decoded = _decoded(data)
+        base = FederatedDataset(
+            name=data.dataset, x_train=normalise(decoded.x_train), y_train=np.asarray(decoded.y_train),
+            x_test=normalise(decoded.x_test), y_test=np.asarray(decoded.y_test),
+            client_offsets=np.zeros(1, np.int64), num_classes=dataset_spec(data.dataset).num_classes)
+        users = decoded.users
+    partition = make_partition(config, base.y_train, users)
+    return dataclasses.replace(base, client_offsets=partition.offsets, client_index=partition.index)

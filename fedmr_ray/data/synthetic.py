@@ -19,9 +19,14 @@ TRAIN_FRACTION = 0.9
 _STD_X = np.power(np.arange(1, DIMENSION + 1, dtype=np.float64), -1.2) ** 0.5
 
 
+def _client_size(rng: np.random.Generator) -> int:
+    """A client's sample count: the first draw of its generator."""
+    return int(rng.lognormal(4, 2)) + 50
+
+
 def synthetic_client(seed: int, client: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
     rng = generator(seed, Stream.DATA, client)
-    n = int(rng.lognormal(4, 2)) + 50
+    n = _client_size(rng)
     u = rng.normal(0, alpha)
     b_mean = rng.normal(0, beta)
     w = rng.normal(u, 1, (DIMENSION, NUM_CLASSES))
@@ -30,6 +35,12 @@ def synthetic_client(seed: int, client: int, alpha: float, beta: float) -> tuple
     x = v + rng.standard_normal((n, DIMENSION)) * _STD_X
     y = np.argmax(x @ w + b, axis=1)
     return x.astype(np.float32), y.astype(np.int64)
+
+
+def synthetic_offsets(num_clients: int, seed: int) -> np.ndarray:
+    """make_synthetic(num_clients, seed).client_offsets without generating the samples."""
+    cuts = [int(TRAIN_FRACTION * _client_size(generator(seed, Stream.DATA, client))) for client in range(num_clients)]
+    return np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64)
 
 
 def make_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0) -> FederatedDataset:

@@ -1,19 +1,56 @@
 """Models by name: each factory takes (num_classes, input_shape) and returns an nn.Module whose
-forward gives logits."""
+forward gives logits. Besides the registry's names, `package.module:factory` names a factory of
+one's own, imported where the model is built."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from fedmr_ray.config import ConfigError, one_line
+from fedmr_ray.models.cnn import cnn, cnn_femnist
 from fedmr_ray.models.mlp import mlp
+from fedmr_ray.models.resnet import resnet20
+from fedmr_ray.models.vgg import vgg16
 from fedmr_ray.rng import Stream, torch_seed
 
-MODELS: dict[str, Callable[[int, tuple[int, ...]], nn.Module]] = {"mlp": mlp}
+if TYPE_CHECKING:
+    from fedmr_ray.data.catalog import DatasetSpec
+
+Factory = Callable[[int, tuple[int, ...]], nn.Module]
+
+MODELS: dict[str, Factory] = {
+    "mlp": mlp, "cnn": cnn, "cnn-femnist": cnn_femnist, "resnet20": resnet20, "vgg16": vgg16,
+}
+CUSTOM = "package.module:factory"
+
+
+def _custom_factory(name: str) -> Factory:
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # whatever the module raises on import is the user's to see
+        raise ConfigError(f"--model {name!r}: cannot import {module_name} ({type(err).__name__}: "
+                          f"{one_line(err)})") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ConfigError(f"--model {name!r}: {module_name} has no callable {attribute!r}")
+    return factory
+
+
+def model_factory(name: str) -> Factory:
+    if name in MODELS:
+        return MODELS[name]
+    module_name, colon, attribute = name.partition(":")
+    if not (colon and module_name and attribute.isidentifier()):
+        raise ConfigError(f"--model {name!r}: accepted values are: {', '.join(MODELS)}, or {CUSTOM}")
+    return _custom_factory(name)
 
 
 @dataclass(frozen=True)
@@ -25,7 +62,61 @@ class ModelSpec:
     input_shape: tuple[int, ...]
 
     def build(self) -> nn.Module:
-        return MODELS[self.name](self.num_classes, self.input_shape)
+        return model_factory(self.name)(self.num_classes, tuple(self.input_shape))
+
+
+def _built(spec: ModelSpec) -> nn.Module:
+    """The model on the meta device (no memory, no initialisation cost). A custom one is checked:
+    an nn.Module whose forward on a batch of two inputs gives [2, classes] logits (the registry's
+    factories refuse inputs they cannot take, and their forward is tested)."""
+    if spec.name in MODELS:
+        with torch.device("meta"):
+            return spec.build()
+    try:
+        with torch.device("meta"):
+            model = spec.build()
+            if not isinstance(model, nn.Module):
+                raise ConfigError(f"--model {spec.name!r}: the factory returned {type(model).__name__}, "
+                                  "not a torch.nn.Module")
+            out = model.eval()(torch.zeros((2, *spec.input_shape)))
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"--model {spec.name!r}: factory(num_classes={spec.num_classes}, input_shape="
+                          f"{tuple(spec.input_shape)}) and a forward pass on torch's meta device (where models are "
+                          f"built to read their layout) failed ({type(err).__name__}: {one_line(err)})") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, spec.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"--model {spec.name!r}: forward must return logits of shape [batch, "
+                          f"{spec.num_classes}], returned {got}")
+    return model
+
+
+def parameter_count(spec: ModelSpec) -> int:
+    return sum(p.numel() for p in _built(spec).parameters())
+
+
+def check_model(name: str, dataset: DatasetSpec) -> int:
+    """The model's parameter count on this dataset, or a ConfigError where it cannot take its input."""
+    try:
+        return parameter_count(ModelSpec(name, dataset.num_classes, dataset.input_shape))
+    except ConfigError as err:
+        if name in MODELS:  # a shape mismatch: say which dataset gave the shape
+            raise ConfigError(f"{err} (--dataset {dataset.name})") from None
+        raise
+
+
+def parameter_counts(datasets: list[DatasetSpec]) -> dict[str, list[int | None]]:
+    """Each registered model's parameter count on each dataset; None where it cannot take the input."""
+    table: dict[str, list[int | None]] = {}
+    for name in MODELS:
+        table[name] = []
+        for dataset in datasets:
+            try:
+                table[name].append(check_model(name, dataset))
+            except ConfigError:
+                table[name].append(None)
+    return table
 
 
 def entry_names(spec: ModelSpec) -> list[str]:
