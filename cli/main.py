@@ -43,6 +43,48 @@ def _commands() -> None:
 
 FED, ALG, LOCAL, DATA, RAY, OUT = "Federation", "Algorithm", "Local training", "Data", "Ray", "Output"
 
+# The data and model flags, shared by `simulate` and `partition`.
+ModelOpt = Annotated[str, _opt("Model: mlp, cnn, cnn-femnist, resnet20, vgg16 (`fedmr-ray models` lists them "
+                               "with their sizes), or package.module:factory, a factory(num_classes, "
+                               "input_shape) -> nn.Module of your own.", DATA)]
+DatasetOpt = Annotated[str, _opt("Dataset: synthetic (LEAF Synthetic(alpha, beta), generated from the seed), "
+                                 "or, read from --data-dir: cifar10, cifar100, cifar100-coarse (its 20 "
+                                 "superclasses), mnist, fmnist, femnist (LEAF).", DATA)]
+DataDirOpt = Annotated[Path | None, _opt("Folder holding the dataset's files \\[default: for fmnist "
+                                         "/usr/share/datasets/fashion-mnist where present, else data/<dataset>].",
+                                         DATA, show_default=False)]
+CacheDirOpt = Annotated[Path | None, _opt("Where decoded datasets are cached \\[default: "
+                                          "$XDG_CACHE_HOME/fedmr-ray, else ~/.cache/fedmr-ray].",
+                                          DATA, show_default=False)]
+PartitionOpt = Annotated[str | None, _opt("How the training samples are split among the clients: iid, dirichlet "
+                                          "(label skew, see --alpha), shards (--shards-per-client label-sorted "
+                                          "shards each) or natural (the dataset's own users) \\[default: natural "
+                                          "for synthetic and femnist, else dirichlet].", DATA, show_default=False)]
+AlphaOpt = Annotated[float, _opt("Dirichlet partition: concentration; lower gives more label skew.", DATA)]
+ShardsOpt = Annotated[int, _opt("Shards partition: shards per client.", DATA)]
+MinSamplesOpt = Annotated[int, _opt("Dirichlet partition: redraw until every client holds this many samples.",
+                                    DATA)]
+PartitionFileOpt = Annotated[Path | None, _opt("Read the partition from a file: a run's partition.parquet "
+                                               "(client_id, sample_index), or JSON mapping client id -> list of "
+                                               "sample indices (the reference's format).", DATA,
+                                               show_default=False)]
+SyntheticAlphaOpt = Annotated[float, _opt("Synthetic: alpha, how much the clients' models differ.", DATA)]
+SyntheticBetaOpt = Annotated[float, _opt("Synthetic: beta, how much the clients' inputs differ.", DATA)]
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path.expanduser().absolute())
+
+
+def _data_config(dataset: str, data_dir: Path | None, cache_dir: Path | None, partition: str | None, alpha: float,
+                 shards_per_client: int, min_samples: int, partition_file: Path | None, synthetic_alpha: float,
+                 synthetic_beta: float, augment: bool = False) -> DataConfig:
+    return DataConfig(
+        dataset=dataset, synthetic_alpha=synthetic_alpha, synthetic_beta=synthetic_beta, data_dir=_path(data_dir),
+        cache_dir=_path(cache_dir), partition=partition, alpha=alpha, shards_per_client=shards_per_client,
+        min_samples=min_samples, partition_file=_path(partition_file), augment=augment)
+
+
 
 @app.command()
 def simulate(
@@ -76,13 +118,19 @@ def simulate(
                                       "them, where that gives the same numbers as one by one (checked "
                                       "at start; small models without dropout or BatchNorm); 1 trains "
                                       "them one by one.", LOCAL)] = T.client_batch,
-    model: Annotated[str, _opt("Model: mlp.", DATA)] = S.model,
-    dataset: Annotated[str, _opt("Dataset: synthetic (LEAF Synthetic(alpha, beta), generated "
-                                 "from the seed).", DATA)] = D.dataset,
-    synthetic_alpha: Annotated[float, _opt("Synthetic: alpha, how much the clients' models differ.",
-                                           DATA)] = D.synthetic_alpha,
-    synthetic_beta: Annotated[float, _opt("Synthetic: beta, how much the clients' inputs differ.",
-                                          DATA)] = D.synthetic_beta,
+    model: ModelOpt = S.model,
+    dataset: DatasetOpt = D.dataset,
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    partition: PartitionOpt = D.partition,
+    alpha: AlphaOpt = D.alpha,
+    shards_per_client: ShardsOpt = D.shards_per_client,
+    min_samples: MinSamplesOpt = D.min_samples,
+    partition_file: PartitionFileOpt = None,
+    augment: Annotated[bool, _opt("CIFAR: augment the training images with random crops (4-pixel padding) and "
+                                  "horizontal flips.", DATA)] = D.augment,
+    synthetic_alpha: SyntheticAlphaOpt = D.synthetic_alpha,
+    synthetic_beta: SyntheticBetaOpt = D.synthetic_beta,
     num_actors: Annotated[int | None, _opt("Executor actors \\[default: as many as the cluster's "
                                            "resources hold, at most one per sampled client].",
                                            RAY, show_default=False)] = R.num_actors,
@@ -108,7 +156,8 @@ def simulate(
     config = SimulationConfig(
         clients=clients, fraction=fraction, rounds=rounds, eval_every=eval_every, seed=seed,
         model=model, output=str(output),
-        data=DataConfig(dataset, synthetic_alpha, synthetic_beta),
+        data=_data_config(dataset, data_dir, cache_dir, partition, alpha, shards_per_client, min_samples,
+                          partition_file, synthetic_alpha, synthetic_beta, augment),
         train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay, client_batch),
         algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init, mu, server_lr,
                                   temperature),
@@ -119,6 +168,70 @@ def simulate(
     from cli.progress import run_with_progress
 
     run_with_progress(config, serial=serial, quiet=quiet)
+
+
+@app.command("partition")
+def partition_command(
+    clients: Annotated[int, _opt("Number of clients.", FED)] = S.clients,
+    seed: Annotated[int, _opt("Seed of the partition (and of the synthetic data).", FED)] = S.seed,
+    dataset: DatasetOpt = D.dataset,
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    partition: PartitionOpt = D.partition,
+    alpha: AlphaOpt = D.alpha,
+    shards_per_client: ShardsOpt = D.shards_per_client,
+    min_samples: MinSamplesOpt = D.min_samples,
+    partition_file: PartitionFileOpt = None,
+    synthetic_alpha: SyntheticAlphaOpt = D.synthetic_alpha,
+    synthetic_beta: SyntheticBetaOpt = D.synthetic_beta,
+    output: Annotated[Path | None, _opt("Folder for partition.parquet (for --partition-file) and partition.png "
+                                        "\\[default: runs/partition-<timestamp>-<dataset>].", OUT,
+                                        show_default=False)] = None,
+    rows: Annotated[int, _opt("Clients listed in the table.", OUT)] = 50,
+) -> None:
+    """Split a dataset among clients as `simulate` would: print client sizes and label counts, write
+    the partition (Parquet) and a heatmap of clients x classes (PNG)."""
+    if output is None:
+        output = Path("runs") / f"partition-{time.strftime('%Y%m%d-%H%M%S')}-{dataset}"
+    config = SimulationConfig(
+        clients=clients, seed=seed, output=str(output),
+        data=_data_config(dataset, data_dir, cache_dir, partition, alpha, shards_per_client, min_samples,
+                          partition_file, synthetic_alpha, synthetic_beta),
+    ).validate()
+
+    from fedmr_ray.data import partition_counts, partition_scheme
+    from fedmr_ray.data.summary import client_table, summary_lines, write_heatmap
+    from fedmr_ray.results import PARTITION, RunDirectory
+
+    split, counts = partition_counts(config)
+    scheme = "file " + str(partition_file) if partition_file else partition_scheme(config.data)
+    if scheme == "dirichlet":
+        scheme += f" (alpha {alpha:g})"
+    print(f"{dataset}, partition {scheme}, seed {seed}")
+    print("\n".join(summary_lines(counts) + [""] + client_table(counts, rows)))
+    output.mkdir(parents=True, exist_ok=True)
+    RunDirectory(output).write_partition(split)
+    write_heatmap(counts, output / "partition.png", f"{dataset}: {scheme}, {clients} clients")
+    print(f"wrote {output / PARTITION} and {output / 'partition.png'}")
+
+
+@app.command("models")
+def models_command(
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset \\[default: every dataset].",
+                                                show_default=False)] = None,
+) -> None:
+    """List the models with their parameter counts on each dataset ('-': it cannot take that input)."""
+    from fedmr_ray.data.catalog import DATASETS, dataset_spec
+    from fedmr_ray.models import CUSTOM, MODELS, parameter_counts
+
+    specs = [dataset_spec(dataset)] if dataset else list(DATASETS.values())
+    table = parameter_counts(specs)
+    header = ["model", *(spec.name for spec in specs)]
+    rows = [[name, *("-" if n is None else f"{n:,}" for n in table[name])] for name in MODELS]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print(f"custom: --model {CUSTOM}, a factory(num_classes, input_shape) -> torch.nn.Module returning logits")
 
 
 app.add_typer(k8s_app, name="k8s")
