@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from datafiles import SHARED_DATA, extract
+from datafiles import SHARED_DATA, unpacked
 from fedmr_ray import DataConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.data import load_dataset
 from fedmr_ray.data.partition import read_partition_file
@@ -19,7 +19,7 @@ FEMNIST = SHARED_DATA / "femnist-leaf-niid-sample.tar.gz"
 
 @pytest.mark.skipif(not FEMNIST.is_file(), reason="../shared/data is absent")
 def test_fedmr_on_femnist_writers_through_ray(ray_local, tmp_path):
-    root = extract(FEMNIST, tmp_path / "femnist")
+    root = unpacked(FEMNIST)
     config = SimulationConfig(
         clients=4, fraction=1.0, rounds=2, eval_every=1, seed=0, model="cnn-femnist", output=str(tmp_path / "run"),
         data=DataConfig(dataset="femnist", data_dir=str(root), cache_dir=str(tmp_path / "cache")),

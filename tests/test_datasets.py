@@ -15,11 +15,11 @@ import torch
 from datafiles import (
     FASHION_MNIST,
     SHARED_DATA,
-    extract,
     write_cifar10_batches,
     write_cifar100,
     write_idx,
     write_image_folder,
+    unpacked,
     write_leaf,
 )
 from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
@@ -280,7 +280,7 @@ def test_real_fashion_mnist_is_the_default_fmnist_dir(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "femnist-leaf-niid-sample.tar.gz").is_file(), reason="../shared/data is absent")
 def test_real_femnist_sample(tmp_path):
-    root = extract(SHARED_DATA / "femnist-leaf-niid-sample.tar.gz", tmp_path / "femnist")
+    root = unpacked(SHARED_DATA / "femnist-leaf-niid-sample.tar.gz")
     cfg = SimulationConfig(clients=105, data=DataConfig(dataset="femnist", data_dir=str(root),
                                                         cache_dir=str(tmp_path / "cache")))
     data = load_dataset(cfg.validate())
@@ -294,7 +294,7 @@ def test_real_femnist_sample(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10-images-jpeg.tar.gz").is_file(), reason="../shared/data is absent")
 def test_real_cifar10_jpeg_folders_decode_once_then_load_from_the_cache(tmp_path):
-    root = extract(SHARED_DATA / "cifar10-images-jpeg.tar.gz", tmp_path / "cifar10")
+    root = unpacked(SHARED_DATA / "cifar10-images-jpeg.tar.gz")
     cfg = SimulationConfig(clients=100, data=DataConfig(dataset="cifar10", data_dir=str(root),
                                                         cache_dir=str(tmp_path / "cache")))
     cfg.validate()  # decodes and caches
