@@ -54,6 +54,7 @@ def write_heatmap(counts: np.ndarray, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     clients, classes = counts.shape
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -63,6 +64,8 @@ def write_heatmap(counts: np.ndarray, path: Path, title: str) -> None:
     image = ax.imshow(shares, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("class")
     ax.set_ylabel("client")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of the client's samples")
     fig.tight_layout()
