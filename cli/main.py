@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -12,11 +15,14 @@ import typer
 from typer import Abort
 
 try:  # recent typer vendors click
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.core import ParameterSource
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from cli.k8s import k8s_app
+from fedmr_ray.api import Interrupted
 from fedmr_ray.config import (
     AlgorithmConfig,
     ConfigError,
@@ -85,9 +91,9 @@ def _data_config(dataset: str, data_dir: Path | None, cache_dir: Path | None, pa
         min_samples=min_samples, partition_file=_path(partition_file), augment=augment)
 
 
-
 @app.command()
 def simulate(
+    ctx: typer.Context,
     clients: Annotated[int, _opt("Number of simulated clients.", FED)] = S.clients,
     fraction: Annotated[float, _opt("Fraction of clients sampled per round, in (0, 1]; "
                                     "K = max(1, int(fraction x clients)).", FED)] = S.fraction,
@@ -149,8 +155,19 @@ def simulate(
     output: Annotated[Path | None, _opt("Run directory \\[default: runs/<timestamp>-<algorithm>].",
                                         OUT, show_default=False)] = None,
     quiet: Annotated[bool, _opt("No progress bar.", OUT)] = False,
+    checkpoint_every: Annotated[int, _opt("Write a checkpoint into the run directory every N rounds "
+                                          "(0: only when interrupted with Ctrl-C).", OUT)] = S.checkpoint_every,
+    resume: Annotated[Path | None, _opt("Continue the run in this directory from its checkpoint, with its "
+                                        "own config.json; --rounds, --checkpoint-every and the Ray flags "
+                                        "may change.", OUT, show_default=False)] = None,
 ) -> None:
     """Simulate federated learning with FedMR (or FedAvg) and write the run directory."""
+    from cli.progress import run_with_progress
+
+    if resume is not None:
+        config = _resumed_config(ctx, resume)
+        run_with_progress(config, serial=serial, quiet=quiet, resume=resume)
+        return
     if output is None:
         output = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{algorithm}"
     config = SimulationConfig(
@@ -163,11 +180,37 @@ def simulate(
                                   temperature),
         runtime=RuntimeConfig(num_actors=num_actors, max_actors=max_actors, cpus_per_actor=cpus_per_actor,
                               gpus_per_actor=gpus_per_actor, address=address),
+        checkpoint_every=checkpoint_every,
     ).validate()  # before Ray starts
 
-    from cli.progress import run_with_progress
-
     run_with_progress(config, serial=serial, quiet=quiet)
+
+
+# what may change when a run resumes: how long it runs, how often it checkpoints, where it runs
+RESUMABLE = {"rounds", "checkpoint_every", "num_actors", "max_actors", "cpus_per_actor", "gpus_per_actor",
+             "address", "serial", "quiet", "resume"}
+
+
+def _resumed_config(ctx: typer.Context, run_dir: Path) -> SimulationConfig:
+    """The run's own config.json, with the flags given that may change on resume."""
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    fixed = sorted(given - RESUMABLE)
+    if fixed:
+        flag = "--" + fixed[0].replace("_", "-")
+        raise ConfigError(f"{flag}: cannot change when resuming {run_dir} (its config.json holds it); "
+                          f"with --resume only --rounds, --checkpoint-every and the Ray flags may be given")
+    try:
+        raw = json.loads((run_dir / "config.json").read_text())
+        config = SimulationConfig.from_dict(raw)
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError(f"--resume {run_dir}: no readable config.json of a fedmr-ray run in it "
+                          f"({type(err).__name__})") from None
+    p = ctx.params
+    runtime = {k: p[k] for k in ("num_actors", "max_actors", "cpus_per_actor", "gpus_per_actor", "address")
+               if k in given}
+    overrides = {k: p[k] for k in ("rounds", "checkpoint_every") if k in given}
+    return dataclasses.replace(config, output=str(run_dir), runtime=dataclasses.replace(config.runtime, **runtime),
+                               **overrides).validate(resuming=True)
 
 
 @app.command("partition")
@@ -257,6 +300,10 @@ def main() -> None:
         message = _usage_message(err) if isinstance(err, UsageError) else str(err)
         print(f"fedmr-ray: error: {message}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        print(f"fedmr-ray: interrupted after round {stop.round}; checkpoint written. Resume with: "
+              f"fedmr-ray simulate --resume {shlex.quote(str(stop.run_dir))}", file=sys.stderr)
+        sys.exit(130)
     except (Abort, KeyboardInterrupt):
         print("fedmr-ray: interrupted", file=sys.stderr)
         sys.exit(130)

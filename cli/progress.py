@@ -11,7 +11,7 @@ from fedmr_ray import SimulationConfig, simulate
 from fedmr_ray.federation import RoundRecord
 
 
-def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) -> list[dict]:
+def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool, resume=None) -> list[dict]:
     err, out = Console(stderr=True), Console()
     started = time.perf_counter()
     progress = Progress(
@@ -20,7 +20,7 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
         console=err, disable=quiet, transient=False,
     )
-    task = progress.add_task("setting up", total=config.rounds, acc="-", loss="-")
+    task = progress.add_task("round", total=config.rounds, acc="-", loss="-")
     setup: dict = {}
 
     def on_start(summary: dict) -> None:
@@ -32,7 +32,7 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
             err.print(f"{config.algorithm.name}: {config.clients} clients, {config.cohort_size} per round, "
                       f"{summary['train_samples']:,} training samples; {where} on "
                       f"{', '.join(summary['devices'])}; setup {time.perf_counter() - started:.1f} s")
-        progress.update(task, description="round")
+        progress.start()  # only now: a setup error stays the one line it is
 
     def on_round(record: RoundRecord, elapsed: float) -> None:
         fields = {"loss": f"{record.train_loss:.3f}"}
@@ -40,8 +40,11 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool) ->
             fields["acc"] = f"{record.test_accuracy:.4f}"
         progress.update(task, completed=record.round, **fields)
 
-    with progress:
-        history = simulate(config, serial=serial, on_start=on_start, on_round=on_round)
+    try:
+        history = simulate(config, serial=serial, on_start=on_start, on_round=on_round, resume=resume)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     final = history[-1]
     best = max(history, key=lambda row: row["test_accuracy"])
     out.print(

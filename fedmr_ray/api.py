@@ -5,11 +5,21 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from fedmr_ray.checkpoint import Checkpoint, check_layout, read_checkpoint, write_checkpoint
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord
 from fedmr_ray.results import RunDirectory
+
+
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C after writing a checkpoint of its last completed round."""
+
+    def __init__(self, round_done: int, run_dir: Path):
+        super().__init__(f"interrupted after round {round_done}; checkpoint written to {run_dir}")
+        self.round, self.run_dir = round_done, run_dir
 
 
 def simulate(
@@ -18,14 +28,19 @@ def simulate(
     serial: bool = False,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     on_round: Callable[[RoundRecord, float], None] | None = None,
+    resume: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run a simulation and return its history: one row per evaluated round, as in metrics.parquet.
 
     On Ray by default (a Ray already initialised in this process, else `config.runtime.address` or
     RAY_ADDRESS, else a local one); `serial=True` runs the same loop in this process without Ray.
-    With `config.output` set, the run directory gets config.json, metrics.parquet and model.pt.
+    With `config.output` set, the run directory gets config.json, metrics.parquet, model.pt, and
+    checkpoint.npz every `config.checkpoint_every` rounds and on Ctrl-C (which then raises
+    `Interrupted`). `resume` continues the run in that directory from its checkpoint: the
+    metrics come out as those of an uninterrupted run.
     """
-    config.validate()
+    config.validate(resuming=resume is not None)
+    checkpoint = read_checkpoint(resume, config) if resume is not None else None
     if serial:
         from fedmr_ray.serial import SerialRun
 
@@ -34,27 +49,55 @@ def simulate(
         from fedmr_ray.runtime.driver import RayRun, ray_cluster
 
         session, make_run = ray_cluster(config.runtime.address), RayRun
-    history: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = list(checkpoint.history) if checkpoint else []
+    offset = checkpoint.elapsed_s if checkpoint else 0.0
     with session:
         run = make_run(config)
         summary = run.describe()  # setup errors surface here, before anything is written
-        run_dir = RunDirectory.create(config.output, config) if config.output else None
+        if checkpoint:
+            check_layout(checkpoint, summary["entries"], resume)
+            run.restore(checkpoint.snapshot)
+            run_dir = RunDirectory(resume)
+        else:
+            run_dir = RunDirectory.create(config.output, config) if config.output else None
         if on_start:
             on_start(summary)
-        start = time.perf_counter()
-        for _ in range(config.rounds):
-            record = run.step()
+        start = time.perf_counter() - offset
+
+        def note(record: RoundRecord) -> float:
             elapsed = time.perf_counter() - start
             if record.test_accuracy is not None:
                 history.append({
                     "round": record.round, "algorithm": config.algorithm.name, "stage": record.stage,
                     "test_accuracy": record.test_accuracy, "test_loss": record.test_loss,
-                    "train_loss": record.train_loss, "executors": record.executors, "elapsed_s": elapsed,
+                    "train_loss": record.train_loss, "executors": record.executors, "server_s": record.server_s,
+                    "elapsed_s": elapsed,
                 })
                 if run_dir:
                     run_dir.write_metrics(history)
             if on_round:
                 on_round(record, elapsed)
-        if run_dir:
+            return elapsed
+
+        def save() -> int:
+            state = Checkpoint(run.snapshot(), list(history), time.perf_counter() - start)
+            write_checkpoint(run_dir.path, state, config)
+            return state.snapshot.round
+
+        first = checkpoint.snapshot.round if checkpoint else 0
+        for _ in range(first, config.rounds):
+            try:
+                record = run.step()
+            except KeyboardInterrupt:
+                if run_dir is None:
+                    raise
+                finished = run.complete()  # the round in flight, where it can finish (Ctrl-C again aborts)
+                if finished is not None:
+                    note(finished)
+                raise Interrupted(save(), run_dir.path) from None
+            note(record)
+            if run_dir and config.checkpoint_every and record.round % config.checkpoint_every == 0:
+                save()
+        if run_dir and first < config.rounds:
             run_dir.save_model(run.global_state())
     return history

@@ -105,6 +105,7 @@ class SimulationConfig:
     seed: int = 0
     model: str = "mlp"
     output: str | None = None
+    checkpoint_every: int = 0  # rounds between checkpoints in the run directory; 0: only on Ctrl-C
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -129,7 +130,9 @@ class SimulationConfig:
         kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in raw.items()}
         return cls(**kwargs)
 
-    def validate(self) -> SimulationConfig:
+    def validate(self, resuming: bool = False) -> SimulationConfig:
+        """Everything a user can get wrong, before Ray starts; `resuming`: the output directory
+        is an existing run's."""
         _check(self.clients >= 1, f"--clients {self.clients}: must be an integer >= 1")
         _check(0.0 < self.fraction <= 1.0, f"--fraction {self.fraction}: must be in (0, 1]")
         _check(self.rounds >= 1, f"--rounds {self.rounds}: must be an integer >= 1")
@@ -165,7 +168,8 @@ class SimulationConfig:
         _check(r.gpus_per_actor >= 0, f"--gpus-per-actor {r.gpus_per_actor}: must be >= 0")
         _check(r.gpus_per_actor <= 1 or r.gpus_per_actor == int(r.gpus_per_actor),
                f"--gpus-per-actor {r.gpus_per_actor}: must be a fraction in [0, 1] or a whole number")
-        if self.output is not None:
+        _check(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every}: must be an integer >= 0")
+        if self.output is not None and not resuming:
             check_output_dir(self.output)
         from fedmr_ray.data import check_data
 

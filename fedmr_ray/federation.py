@@ -8,6 +8,7 @@ server does (algorithms/); the loop carries it out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
@@ -59,8 +60,20 @@ class RoundRecord:
     stage: str  # "recombine" or "average": what the server did after training
     train_loss: float  # local training loss, weighted by the clients' sample counts
     executors: int  # executors that trained in the round
+    server_s: float  # seconds the server step took here (recombining refs, or combining models)
     test_accuracy: float | None = None  # set on evaluated rounds
     test_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot(Generic[M]):
+    """A federation's state after `round` rounds: every random number after it derives from
+    (seed, round, client), so this and the configuration are all a run needs to go on."""
+
+    round: int
+    models: list[M]
+    server: dict[str, M]
+    clients: dict[int, dict[str, M]]
 
 
 def sample_cohort(seed: int, round_index: int, num_clients: int, cohort_size: int) -> np.ndarray:
@@ -77,7 +90,8 @@ class Federation(Generic[M]):
     def __init__(self, config: SimulationConfig, spec: ModelSpec, data: FederatedDataset, algorithm: Algorithm,
                  backend: Backend[M]):
         self.config = config
-        self.names = list(model_info(spec).names)
+        self.info = model_info(spec)
+        self.names = list(self.info.names)
         self.client_sizes = data.client_sizes()
         self.algorithm = algorithm
         self.backend = backend
@@ -102,6 +116,8 @@ class Federation(Generic[M]):
         return np.asarray(self.backend.call(sampling.fn, states, {**sampling.kwargs, "clients": holders}))
 
     def step(self) -> RoundRecord:
+        """One round. The federation's state changes only at the end, all at once: a round that
+        is interrupted (Ctrl-C, a failure) leaves the state of the round before."""
         cfg, r, rule = self.config, self.round, self.algorithm.local
         cohort = self.sample(r)
         jobs = [TrainJob(slot, int(client), r) for slot, client in enumerate(cohort)]
@@ -111,39 +127,59 @@ class Federation(Generic[M]):
             jobs, [self.models[j % len(self.models)] for j in range(len(jobs))],
             [{name: state[name] for name in reads if name in state} for state in before],
             {name: self.server_state[name] for name in (rule.server_state if rule else ())})
-        for client, state in zip(cohort, after):
-            if state:
-                self.client_state.setdefault(int(client), {}).update(state)
         sizes = np.array([res.num_samples for res in results], dtype=np.float64)
         train_loss = float(np.dot(sizes, [res.loss for res in results]) / sizes.sum())
 
+        server_start = time.perf_counter()
         step = self.algorithm.server_step(r, sizes, generator(cfg.seed, Stream.RECOMBINE, r))
         if step.perms is not None:
-            self.models = recombine(trained, step.perms)
+            models = recombine(trained, step.perms)
         else:
             start = [(step.keep, self.models[0])] if step.keep else []
-            self.models = [self.backend.combine(start + list(zip(step.weights, trained)))] * step.copies
+            models = [self.backend.combine(start + list(zip(step.weights, trained)))] * step.copies
+        server_state = dict(self.server_state)
         for name, update in step.state.items():
-            terms = [(update.keep, self.server_state[name])]
+            terms = [(update.keep, server_state[name])]
             terms += [(w, state[name]) for w, state in zip(update.after, after)]
             terms += [(w, state[name]) for w, state in zip(update.before, before) if name in state]
-            self.server_state[name] = self.backend.combine(terms)
+            server_state[name] = self.backend.combine(terms)
         task = self.algorithm.server_task(r, cohort)
         if task is not None:
             heads = [[model[e] for e in task.entries] for model in trained]
-            self.server_state[task.state] = self.backend.run(task.fn, self.server_state[task.state], heads, task.kwargs)
-        self.round += 1
+            server_state[task.state] = self.backend.run(task.fn, server_state[task.state], heads, task.kwargs)
         record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss,
-                             self.backend.workers)
-        if not cfg.is_eval_round(r):
-            return record
-        weights = self.algorithm.global_weights(sizes)
-        if weights is None or (step.perms is None and not step.keep and np.array_equal(weights, step.weights)):
-            self.global_model = self.models[0]  # the server's model is the global one
-        else:
-            self.global_model = self.backend.combine(list(zip(weights, trained)))
-        accuracy, loss = self.backend.evaluate(self.global_model)
-        return replace(record, test_accuracy=accuracy, test_loss=loss)
+                             self.backend.workers, time.perf_counter() - server_start)
+        global_model = None
+        if cfg.is_eval_round(r):
+            weights = self.algorithm.global_weights(sizes)
+            if weights is None or (step.perms is None and not step.keep and np.array_equal(weights, step.weights)):
+                global_model = models[0]  # the server's model is the global one
+            else:
+                global_model = self.backend.combine(list(zip(weights, trained)))
+            accuracy, loss = self.backend.evaluate(global_model)
+            record = replace(record, test_accuracy=accuracy, test_loss=loss)
+        # the round is done: the new state, all at once
+        self.models, self.server_state = models, server_state
+        for client, state in zip(cohort, after):
+            if state:
+                self.client_state.setdefault(int(client), {}).update(state)
+        if global_model is not None:
+            self.global_model = global_model
+        self.round += 1
+        return record
+
+    def snapshot(self) -> Snapshot[M]:
+        """The state a run continues from: what a checkpoint holds."""
+        return Snapshot(self.round, list(self.models), dict(self.server_state),
+                        {client: dict(state) for client, state in self.client_state.items()})
+
+    def restore(self, snapshot: Snapshot[list[np.ndarray]]) -> None:
+        put = self.backend.put
+        self.round = snapshot.round
+        self.models = [put(model) for model in snapshot.models]
+        self.server_state = {name: put(entries) for name, entries in snapshot.server.items()}
+        self.client_state = {client: {name: put(entries) for name, entries in state.items()}
+                             for client, state in snapshot.clients.items()}
 
     def global_state(self) -> dict[str, np.ndarray]:
         """The last evaluated global model (the last round is always evaluated)."""
@@ -159,6 +195,6 @@ def run_summary(data: FederatedDataset, federation: Federation, devices: Sequenc
     return {
         "num_executors": len(devices), "devices": sorted(set(devices)), "vectorised": vectorised,
         "train_samples": int(len(data.y_train)), "test_samples": int(len(data.y_test)),
-        "num_entries": len(federation.names),
+        "entries": [(name, shape) for name, shape in zip(federation.info.names, federation.info.shapes)],
         "majority_class": float(np.bincount(data.y_test).max() / len(data.y_test)),
     }

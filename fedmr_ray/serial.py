@@ -69,5 +69,14 @@ class SerialRun:
     def step(self):
         return self.federation.step()
 
+    def complete(self):
+        return None  # an interrupted step was abandoned: the federation is at the round before
+
+    def snapshot(self):
+        return self.federation.snapshot()
+
+    def restore(self, snapshot) -> None:
+        self.federation.restore(snapshot)
+
     def global_state(self):
         return self.federation.global_state()

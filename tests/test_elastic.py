@@ -8,6 +8,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from fedmr_ray import RuntimeConfig, SimulationConfig, TrainConfig, simulate
+from runs import results
 
 NODE = {"num_cpus": 1, "object_store_memory": 150 * 1024**2}
 # rounds of about a second, so that a node added during one is up before the run ends
@@ -22,10 +23,6 @@ def cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
-
-
-def results(history):
-    return [{k: v for k, v in row.items() if k not in ("elapsed_s", "executors")} for row in history]
 
 
 def test_a_node_added_mid_run_brings_more_executors_and_the_numbers_do_not_change(cluster):

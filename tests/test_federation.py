@@ -1,5 +1,7 @@
 """The round loop on the serial backend: no Ray, real models and data."""
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -75,7 +77,7 @@ def test_diverse_init_gives_each_model_its_own_initialisation():
 
 def test_the_same_seed_gives_the_same_rounds():
     first = [make_federation(AlgorithmConfig("fedmr"))[0] for _ in range(2)]
-    records = [[f.step() for _ in range(2)] for f in first]
+    records = [[replace(f.step(), server_s=0.0) for _ in range(2)] for f in first]  # all but the timing
     assert records[0] == records[1]
 
 

@@ -12,13 +12,9 @@ import torch
 from fedmr_ray import AlgorithmConfig, RuntimeConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.config import ConfigError
 from fedmr_ray.runtime.coordinator import plan_executors
+from runs import results
 
 SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, train=TrainConfig(local_epochs=1))
-
-
-def without_time(history):
-    """The rows' results: without the wall time and the number of executors that produced them."""
-    return [{k: v for k, v in row.items() if k not in ("elapsed_s", "executors")} for row in history]
 
 
 @pytest.mark.parametrize("algorithm", ["fedmr", "fedavg"])
@@ -33,7 +29,7 @@ def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorit
     finally:
         torch.set_num_threads(threads)
     assert [row["round"] for row in one] == [1, 2, 3]
-    assert without_time(one) == without_time(two) == without_time(serial)
+    assert results(one) == results(two) == results(serial)
     stages = {row["stage"] for row in one}
     assert stages == ({"recombine"} if algorithm == "fedmr" else {"average"})
 
@@ -60,7 +56,7 @@ def test_gpu_executors_degrade_to_cpu_where_there_is_no_gpu(ray_local, capfd):
     if ray_local.cluster_resources().get("GPU"):
         pytest.skip("this machine has a GPU")
     assert "has no GPU; training on CPU" in capfd.readouterr().err
-    assert without_time(on_cpu) == without_time(on_gpu)
+    assert results(on_cpu) == results(on_gpu)
 
 
 def parent_pid(pid: int) -> int:
@@ -116,7 +112,7 @@ def test_executors_killed_mid_round_are_restarted_and_the_numbers_do_not_change(
     disturbed = simulate(config, on_round=kill_executors_during_round_2)
     killers[0].join()
     assert marks["end 1"] < marks["kill"] < marks["end 2"], marks  # the kill fell inside round 2
-    assert without_time(disturbed) == without_time(undisturbed)
+    assert results(disturbed) == results(undisturbed)
 
 
 def test_plan_groups_balances_the_cohort_costliest_first():

@@ -10,10 +10,10 @@ import ray
 
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
 from fedmr_ray.data import load_dataset
-from fedmr_ray.federation import Federation, RoundRecord, build_algorithm, run_summary
+from fedmr_ray.federation import Federation, RoundRecord, Snapshot, build_algorithm, run_summary
 from fedmr_ray.models import ModelSpec, entry_names
 from fedmr_ray.runtime.executor import Executor
-from fedmr_ray.runtime.pool import ExecutorPool
+from fedmr_ray.runtime.pool import ExecutorPool, traffic
 
 
 def plan_executors(runtime: RuntimeConfig, cohort_size: int, resources: dict[str, float]) -> int:
@@ -82,6 +82,20 @@ class Coordinator:
 
     def step(self) -> RoundRecord:
         return self.federation.step()
+
+    def traffic(self) -> dict[str, int]:
+        """Of the entries the last round's training returned: those whose bytes passed through
+        this process (returned inline) and those left in the object store (benchmarks)."""
+        return traffic(self.pool.produced)
+
+    def snapshot(self) -> Snapshot:
+        return self.federation.snapshot()
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """From a snapshot whose entries are refs the driver put."""
+        fed = self.federation
+        fed.round, fed.models, fed.server_state = snapshot.round, snapshot.models, snapshot.server
+        fed.client_state = snapshot.clients
 
     def global_state(self) -> dict[str, np.ndarray]:
         return self.federation.global_state()

@@ -12,7 +12,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedmr_ray.config import SimulationConfig
-from fedmr_ray.federation import RoundRecord
+from fedmr_ray.federation import RoundRecord, Snapshot
 from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
 
 
@@ -44,12 +44,37 @@ class RayRun:
         # on this (the head) node: its objects (the dataset, the copies of the models) stay when workers leave
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.coordinator = Coordinator.options(scheduling_strategy=here).remote(config.to_dict())
+        self._pending: ray.ObjectRef | None = None
 
     def describe(self) -> dict[str, Any]:
         return ray.get(self.coordinator.describe.remote())
 
     def step(self) -> RoundRecord:
-        return ray.get(self.coordinator.step.remote())
+        self._pending = self.coordinator.step.remote()
+        record = ray.get(self._pending)
+        self._pending = None
+        return record
+
+    def complete(self) -> RoundRecord | None:
+        """The record of the round that was running when step() was interrupted."""
+        pending, self._pending = self._pending, None
+        return ray.get(pending) if pending is not None else None
+
+    def snapshot(self) -> Snapshot:
+        """The federation's state, its entries fetched here (for a checkpoint)."""
+        snap = ray.get(self.coordinator.snapshot.remote())
+        return _map_entries(snap, lambda refs: ray.get(list(refs)))
+
+    def restore(self, snapshot: Snapshot) -> None:
+        ray.get(self.coordinator.restore.remote(_map_entries(snapshot, lambda entries: [ray.put(e) for e in entries])))
 
     def global_state(self):
         return ray.get(self.coordinator.global_state.remote())
+
+
+def _map_entries(snapshot: Snapshot, fn) -> Snapshot:
+    """The snapshot with fn applied to each list of entries (refs <-> arrays)."""
+    return Snapshot(snapshot.round, [fn(model) for model in snapshot.models],
+                    {name: fn(entries) for name, entries in snapshot.server.items()},
+                    {client: {name: fn(entries) for name, entries in state.items()}
+                     for client, state in snapshot.clients.items()})

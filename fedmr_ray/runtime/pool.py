@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import ray.experimental
 from ray.actor import ActorHandle
 
 from fedmr_ray.config import TrainConfig
@@ -88,6 +89,7 @@ class ExecutorPool:
         self.train_config = train
         self.writes = writes  # the client states the algorithm's local rule writes
         self.workers = 0  # executors that trained in the last round
+        self.produced: list[ray.ObjectRef] = []  # the entries the last round's training returned
         self._next = 0
 
     def refresh(self, wait_for: int = 1) -> None:
@@ -165,6 +167,7 @@ class ExecutorPool:
         produced = [ref for model in new_models for ref in model]
         produced += [ref for state in new_states for entries in state.values() for ref in entries]
         ray.wait(produced, num_returns=len(produced), fetch_local=True)
+        self.produced = produced
         return new_models, results, new_states
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
@@ -210,3 +213,13 @@ class ExecutorPool:
 
     def fetch(self, model: Model) -> list[np.ndarray]:
         return ray.get(model)
+
+
+def traffic(refs: Sequence[ray.ObjectRef]) -> dict[str, int]:
+    """Where these objects live: Ray returns a small object inline to its owner (this process),
+    whose bytes thus pass through it; a large one stays in the object store of its node."""
+    locations = ray.experimental.get_object_locations(list(refs))
+    inline = [loc["object_size"] for loc in locations.values() if not loc["node_ids"]]
+    stored = [loc["object_size"] for loc in locations.values() if loc["node_ids"]]
+    return {"inline_objects": len(inline), "inline_bytes": int(sum(inline)), "largest_inline": int(max(inline, default=0)),
+            "stored_objects": len(stored), "stored_bytes": int(sum(stored))}

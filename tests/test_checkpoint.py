@@ -1,0 +1,113 @@
+"""Checkpoints, resume and Ctrl-C: a resumed run's metrics are those of an uninterrupted run."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cli.main import main
+from fedmr_ray import AlgorithmConfig, SimulationConfig, TrainConfig, simulate
+from fedmr_ray.checkpoint import FILE, read_checkpoint
+from fedmr_ray.results import read_metrics
+from runs import results
+
+BASE = SimulationConfig(clients=20, fraction=0.25, rounds=6, eval_every=1, seed=4, train=TrainConfig(local_epochs=1))
+
+
+def with_(config, **changes):
+    return SimulationConfig(**{**config.__dict__, **changes})
+
+
+@pytest.mark.parametrize("algorithm", ["fedmr", "scaffold", "moon"])
+def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, algorithm):
+    config = with_(BASE, algorithm=AlgorithmConfig(algorithm))
+    whole = simulate(with_(config, output=str(tmp_path / "whole")), serial=True)
+    first = with_(config, rounds=3, checkpoint_every=3, output=str(tmp_path / "split"))
+    simulate(first, serial=True)
+    checkpoint = read_checkpoint(tmp_path / "split", first)
+    assert checkpoint.snapshot.round == 3 and len(checkpoint.history) == 3
+    if algorithm != "fedmr":
+        assert checkpoint.snapshot.clients  # per-client state (control variates, previous models) is kept
+    resumed = simulate(with_(config, output=str(tmp_path / "split")), serial=True, resume=tmp_path / "split")
+    assert results(resumed) == results(whole)
+    assert results(read_metrics(tmp_path / "split")) == results(read_metrics(tmp_path / "whole"))
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "simulate", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_a_corrupt_or_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, capsys):
+    config = with_(BASE, rounds=2, checkpoint_every=1, output=str(tmp_path / "a"))
+    simulate(config, serial=True)
+    simulate(with_(config, seed=5, output=str(tmp_path / "b")), serial=True)
+    saved = (tmp_path / "a" / FILE).read_bytes()
+
+    shutil.copy(tmp_path / "b" / FILE, tmp_path / "a" / FILE)  # another run's checkpoint
+    code, out = run_cli(monkeypatch, capsys, "--resume", str(tmp_path / "a"), "--rounds", "4", "--serial")
+    assert code == 2 and "does not match the run's config.json" in out.err and len(out.err.splitlines()) == 1
+
+    (tmp_path / "a" / FILE).write_bytes(saved[:len(saved) // 2])  # cut short
+    code, out = run_cli(monkeypatch, capsys, "--resume", str(tmp_path / "a"), "--rounds", "4", "--serial")
+    assert code == 2 and f"{FILE} is corrupt" in out.err and len(out.err.splitlines()) == 1
+
+    code, out = run_cli(monkeypatch, capsys, "--resume", str(tmp_path / "a"), "--lr", "0.5")
+    assert code == 2 and "--lr: cannot change when resuming" in out.err
+    code, out = run_cli(monkeypatch, capsys, "--resume", str(tmp_path / "nowhere"))
+    assert code == 2 and "no readable config.json" in out.err
+    assert len(read_metrics(tmp_path / "a")) == 2  # nothing was lost or rewritten
+
+
+def test_checkpoints_are_written_every_n_rounds_and_never_half(tmp_path):
+    config = with_(BASE, rounds=5, checkpoint_every=2, output=str(tmp_path / "run"))
+    simulate(config, serial=True)
+    assert read_checkpoint(tmp_path / "run", config).snapshot.round == 4
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"checkpoint.npz", "config.json", "metrics.parquet", "model.pt"} <= names
+    assert not [name for name in names if name.startswith(".")]  # no temporary file left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes_on_ray(tmp_path):
+    exe = shutil.which("fedmr-ray", path=os.path.dirname(sys.executable)) or shutil.which("fedmr-ray")
+    if exe is None:
+        pytest.skip("the fedmr-ray command is not installed")
+    args = ["--clients", "30", "--fraction", "0.2", "--rounds", "8", "--eval-every", "1", "--seed", "2",
+            "--local-epochs", "2", "--num-actors", "1", "--quiet"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([exe, "simulate", *args, "--output", str(run_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.parquet").exists():  # round 1 is done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint written. Resume with: fedmr-ray simulate --resume" in err and "Traceback" not in err
+    done = len(read_metrics(run_dir))
+    assert 1 <= done < 8
+
+    resumed = subprocess.run([exe, "simulate", "--resume", str(run_dir), "--quiet"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    # the same run uninterrupted, in this process (the serial backend gives Ray's numbers, as
+    # test_ray_runtime checks), one torch thread as each executor trains
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = simulate(SimulationConfig(clients=30, fraction=0.2, rounds=8, eval_every=1, seed=2,
+                                          train=TrainConfig(local_epochs=2)), serial=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert results(read_metrics(run_dir)) == results(whole)
+    assert [r["round"] for r in read_metrics(run_dir)] == list(range(1, 9))
