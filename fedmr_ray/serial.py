@@ -59,7 +59,8 @@ class SerialRun:
         data = load_dataset(config)
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
         algorithm = build_algorithm(config, spec, data)
-        trainer = ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local)
+        trainer = ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local,
+                                augment=config.data.augment)
         self.federation = Federation(config, spec, data, algorithm, SerialBackend(trainer))
         self.summary = run_summary(data, self.federation, ["cpu"], trainer.vectorised)
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
+from fedmr_ray.data.augment import augment as augment_batch
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.models.info import ModelInfo, model_info
 from fedmr_ray.rng import Stream, generator, torch_seed
@@ -160,9 +161,9 @@ class ClientTrainer:
     """
 
     def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
-                 device: str = "cpu", local: LocalRule | None = None):
+                 device: str = "cpu", local: LocalRule | None = None, augment: bool = False):
         self.device = torch.device(device)
-        self.spec, self.info, self.local = spec, model_info(spec), local
+        self.spec, self.info, self.local, self.augment = spec, model_info(spec), local, augment
         self.model = spec.build().to(self.device)
         self.entries = list(self.model.state_dict().values())  # share storage with the module
         self.params = dict(self.model.named_parameters())
@@ -173,8 +174,9 @@ class ClientTrainer:
         self._x, self._y = as_tensor(data.x_train, cpu), as_tensor(data.y_train, cpu)
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
         self._vmapped = torch.func.vmap(torch.func.grad_and_value(self._functional_loss))
-        # a local rule's terms see the whole batch: no padding, no vectorising under one
-        self.padded = local is None and self._vectorising_is_exact()
+        # a local rule's terms see the whole batch, and augmentation draws random numbers per
+        # client: no padding, no vectorising under either
+        self.padded = local is None and not augment and self._vectorising_is_exact()
         self.vectorised = self.padded and train.client_batch > 1
 
     def load(self, entries: Sequence[np.ndarray]) -> None:
@@ -220,12 +222,15 @@ class ClientTrainer:
         return weighted_cross_entropy(torch.func.functional_call(self.model, params, (x,)), y, weights)
 
     def _run(self, batches: Sequence[np.ndarray], buffers: list[torch.Tensor], total: torch.Tensor,
-             run: LocalRun | None = None) -> None:
+             run: LocalRun | None = None, augment: torch.Generator | None = None) -> None:
         """Local SGD of the resident model over these batches, adding the step losses to `total`;
-        with a local rule, its loss terms and gradient adjustments too."""
+        with a local rule, its loss terms and gradient adjustments too; with a generator, each
+        batch augmented (random crops and flips) from it."""
         params, rule = list(self.params.values()), self.local
         for rows in batches:
             x, y, weights = (t[0] for t in self._inputs([rows]))
+            if augment is not None:
+                x = augment_batch(x, augment)
             if run is None:
                 loss = weighted_cross_entropy(self.model(x), y, weights)
                 grads = torch.autograd.grad(loss, params)
@@ -253,7 +258,9 @@ class ClientTrainer:
         run = self._local_run(job, client_state or {}, server or {}) if self.local else None
         if run is not None:
             self.local.start(run)
-        self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total, run)
+        crops = (torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 2))
+                 if self.augment else None)
+        self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total, run, crops)
         state = self.local.finish(run) if run is not None else {}
         return Trained(self.state(), self._result(job, total, len(batches)), state)
 

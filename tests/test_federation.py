@@ -158,3 +158,23 @@ def test_moon_stores_each_clients_last_model_for_its_next_round():
     for job, trained in zip(backend.jobs, backend.trained):
         previous = federation.client_state[job.client]["previous"]
         assert all(np.array_equal(a, b) for a, b in zip(previous, trained))
+
+
+def test_augmented_training_is_seeded_and_differs_from_plain():
+    from fedmr_ray.data import FederatedDataset
+    from fedmr_ray.models import initial_state
+    from fedmr_ray.train import TrainJob
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 60)
+    data = FederatedDataset("images", x, y, x[:10], y[:10], np.array([0, 30, 60]), 10)
+    spec = ModelSpec("cnn", 10, (3, 32, 32))
+    config = TrainConfig(local_epochs=1, batch_size=10)
+    augmented = [ClientTrainer(spec, data, config, seed=1, augment=True) for _ in range(2)]
+    plain = ClientTrainer(spec, data, config, seed=1)
+    job, start = TrainJob(0, 1, 3), initial_state(spec, 1)
+    first, again, without = (t.train(job, start).entries for t in (*augmented, plain))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.allclose(first[0], without[0])
+    assert not augmented[0].vectorised

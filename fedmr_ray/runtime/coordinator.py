@@ -64,7 +64,7 @@ class Coordinator:
             # find room in a cluster that shrank).
             return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0).remote(
                 spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0,
-                algorithm.local)
+                algorithm.local, cfg.data.augment)
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())

@@ -20,11 +20,11 @@ from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 @ray.remote
 class Executor:
     def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
-                 threads: int, use_gpu: bool, local: LocalRule | None):
+                 threads: int, use_gpu: bool, local: LocalRule | None, augment: bool):
         # intra-op threads follow the CPUs the actor holds: more would fight the other executors
         torch.set_num_threads(threads)
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.trainer = ClientTrainer(spec, data, train, seed, device, local)
+        self.trainer = ClientTrainer(spec, data, train, seed, device, local, augment)
 
     def describe(self) -> tuple[str, bool]:
         """(the device it trains on, whether it trains several clients at once)."""

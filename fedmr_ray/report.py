@@ -1,0 +1,98 @@
+"""Comparing runs: a summary table and test accuracy and loss against round, from run directories."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedmr_ray.config import ConfigError
+from fedmr_ray.results import CONFIG, METRICS, read_metrics
+
+LAST = 5  # evaluations averaged at the end: a run that oscillates is judged by more than its last one
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    label: str  # what tells it from the others in a figure: its algorithm, or its folder's name
+    rows: list[dict[str, Any]]
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.rows[-1]
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return max(self.rows, key=lambda row: row["test_accuracy"])
+
+    @property
+    def last_mean(self) -> float:
+        tail = self.rows[-LAST:]
+        return sum(row["test_accuracy"] for row in tail) / len(tail)
+
+    def rounds_to(self, target: float) -> int | None:
+        return next((row["round"] for row in self.rows if row["test_accuracy"] >= target), None)
+
+
+def load_runs(dirs: list[Path]) -> list[RunSummary]:
+    runs = []
+    for run_dir in dirs:
+        try:
+            rows = read_metrics(run_dir)
+        except OSError:
+            raise ConfigError(f"{run_dir}: no {METRICS} in it (give run directories written by "
+                              "fedmr-ray simulate)") from None
+        if not rows:
+            raise ConfigError(f"{run_dir}: {METRICS} holds no evaluated round yet")
+        try:
+            algorithm = json.loads((run_dir / CONFIG).read_text())["algorithm"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            algorithm = rows[0].get("algorithm", "?")
+        runs.append(RunSummary(run_dir.name, algorithm, rows))
+    if len({run.label for run in runs}) < len(runs):  # the same algorithm twice: name them by folder
+        runs = [RunSummary(run.name, run.name, run.rows) for run in runs]
+    return runs
+
+
+def default_target(runs: list[RunSummary]) -> float:
+    """The lowest final accuracy among the runs: every run reached it, so the rounds compare speed."""
+    return min(run.final["test_accuracy"] for run in runs)
+
+
+def summary_table(runs: list[RunSummary], target: float) -> list[str]:
+    """A markdown table: final, best, mean of the last evaluations, rounds to the target."""
+    lines = [f"| run | algorithm | rounds | final acc | best acc (round) | mean of last {LAST} evals | "
+             f"rounds to {target:.4f} |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        reached = run.rounds_to(target)
+        lines.append(f"| {run.name} | {run.final.get('algorithm', '?')} | {run.final['round']} | "
+                     f"{run.final['test_accuracy']:.4f} | {run.best['test_accuracy']:.4f} ({run.best['round']}) | "
+                     f"{run.last_mean:.4f} | {reached if reached is not None else 'not reached'} |")
+    return lines
+
+
+def plot_runs(runs: list[RunSummary], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in runs:
+        rounds = [row["round"] for row in run.rows]
+        acc.plot(rounds, [row["test_accuracy"] for row in run.rows], label=run.label)
+        loss.plot(rounds, [row["test_loss"] for row in run.rows], label=run.label)
+    for axis, name in ((acc, "test accuracy"), (loss, "test loss")):
+        axis.set_xlabel("round")
+        axis.set_ylabel(name)
+        axis.grid(alpha=0.3)
+    acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

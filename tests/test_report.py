@@ -1,0 +1,51 @@
+"""`fedmr-ray report`: the summary table's numbers and the figure, from run directories."""
+
+import json
+import sys
+
+import pytest
+from PIL import Image
+
+from cli.main import main
+from fedmr_ray.results import RunDirectory
+
+
+def make_run(path, algorithm, accuracies):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"algorithm": {"name": algorithm}}))
+    RunDirectory(path).write_metrics([
+        {"round": 10 * (i + 1), "algorithm": algorithm, "test_accuracy": a, "test_loss": 2.0 - a, "train_loss": 1.0}
+        for i, a in enumerate(accuracies)])
+    return path
+
+
+def run_report(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "report", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_report_summarises_and_draws_the_runs(tmp_path, monkeypatch, capsys):
+    fedmr = make_run(tmp_path / "a", "fedmr", [0.2, 0.4, 0.5, 0.6, 0.7, 0.8])
+    fedavg = make_run(tmp_path / "b", "fedavg", [0.5, 0.6, 0.55, 0.65, 0.6, 0.62])
+    code, out = run_report(monkeypatch, capsys, fedmr, fedavg, "--output", tmp_path / "fig.png",
+                           "--table", tmp_path / "table.md", "--target", "0.6")
+    assert code == 0, out.err
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in out.out.splitlines() if line.startswith("| a ") or line.startswith("| b ")}
+    # algorithm, rounds, final, best (round), mean of the last 5, rounds to 0.6
+    assert rows["a"] == ["fedmr", "60", "0.8000", "0.8000 (60)", "0.6000", "40"]
+    assert rows["b"] == ["fedavg", "60", "0.6200", "0.6500 (40)", "0.6040", "20"]
+    assert (tmp_path / "table.md").read_text().count("\n") == 4
+    with Image.open(tmp_path / "fig.png") as image:
+        assert image.size[0] > 800 and image.size[1] > 300
+
+
+def test_report_refuses_what_is_not_a_run(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "a", "fedmr", [0.5])
+    code, out = run_report(monkeypatch, capsys, run, tmp_path / "missing")
+    assert code == 2 and "missing: no metrics.parquet" in out.err and len(out.err.splitlines()) == 1
+    code, out = run_report(monkeypatch, capsys, run, "--target", "1.5")
+    assert code == 2 and "--target 1.5" in out.err
+    assert not (tmp_path / "report.png").exists()
