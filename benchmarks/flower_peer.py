@@ -38,7 +38,7 @@ def workload() -> dict:
     if not _cache:
         torch.set_num_threads(1)
         config = SimulationConfig.from_dict(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
-        data = load_dataset(config)
+        data = load_dataset(config).materialize()
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
         _cache.update(config=config, model=spec.build(), spec=spec, x=torch.from_numpy(data.x_train),
                       y=torch.from_numpy(data.y_train), rows=[data.client_rows(c) for c in range(data.num_clients)])

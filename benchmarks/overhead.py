@@ -60,7 +60,7 @@ def on_ray(config: SimulationConfig) -> float:
 def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1)) -> float:
     """Seconds per round of the plain loop; `share` = (k, n): only every n-th client from the k-th."""
     torch.set_num_threads(threads)
-    data = load_dataset(config)
+    data = load_dataset(config).materialize()
     model = ModelSpec(config.model, data.num_classes, data.input_shape).build()
     state = dict(zip(model.state_dict(), (torch.from_numpy(a) for a in initial_state(
         ModelSpec(config.model, data.num_classes, data.input_shape), config.seed))))

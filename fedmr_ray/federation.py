@@ -194,7 +194,7 @@ def run_summary(data: FederatedDataset, federation: Federation, devices: Sequenc
     whether executors train several clients at once (train.ClientTrainer)."""
     return {
         "num_executors": len(devices), "devices": sorted(set(devices)), "vectorised": vectorised,
-        "train_samples": int(len(data.y_train)), "test_samples": int(len(data.y_test)),
+        "train_samples": data.train_samples, "test_samples": int(len(data.y_test)),
         "entries": [(name, shape) for name, shape in zip(federation.info.names, federation.info.shapes)],
         "majority_class": float(np.bincount(data.y_test).max() / len(data.y_test)),
     }

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedmr_ray.config import SimulationConfig
-from fedmr_ray.data import load_partition
+from fedmr_ray.data import generated_from_seed, load_partition
 from fedmr_ray.data.partition import COLUMNS, Partition
 
 METRICS = "metrics.parquet"
@@ -41,7 +41,8 @@ class RunDirectory:
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         _atomic(run.path / CONFIG, lambda p: p.write_text(json.dumps(config.to_dict(), indent=2) + "\n"))
-        run.write_partition(load_partition(config))  # the same split the run's executors train on
+        if not generated_from_seed(config.data):  # there the seed is the split (and 100,000 clients' is large)
+            run.write_partition(load_partition(config))  # the same split the run's executors train on
         return run
 
     def write_partition(self, partition: Partition) -> None:

@@ -170,8 +170,9 @@ class ClientTrainer:
         self.data = data
         self.train_config = train
         self.seed = seed
-        cpu = torch.device("cpu")
-        self._x, self._y = as_tensor(data.x_train, cpu), as_tensor(data.y_train, cpu)
+        # the arrays batches are drawn from: the clients of the call at hand (see _use); the test
+        # set until the first, for the start-up check of vectorising
+        self._x, self._y = as_tensor(data.x_test, torch.device("cpu")), as_tensor(data.y_test, torch.device("cpu"))
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
         self._vmapped = torch.func.vmap(torch.func.grad_and_value(self._functional_loss))
         # a local rule's terms see the whole batch, and augmentation draws random numbers per
@@ -187,9 +188,15 @@ class ClientTrainer:
     def state(self) -> list[np.ndarray]:
         return [t.detach().cpu().numpy().copy() for t in self.entries]
 
-    def batches(self, job: TrainJob) -> list[np.ndarray]:
+    def _use(self, clients: Sequence[int]) -> list[np.ndarray]:
+        """Make these clients' samples the ones batches are drawn from; each client's rows."""
+        x, y, rows = self.data.client_arrays(clients)
+        self._x, self._y = as_tensor(x, torch.device("cpu")), as_tensor(y, torch.device("cpu"))
+        return rows
+
+    def batches(self, job: TrainJob, rows: np.ndarray) -> list[np.ndarray]:
         """The client's local steps: per epoch a shuffle of its rows, cut into batches."""
-        rows, size = self.data.client_rows(job.client), self.train_config.batch_size
+        size = self.train_config.batch_size
         rng = generator(self.seed, Stream.TRAIN, job.round, job.client)
         steps = []
         for _ in range(self.train_config.local_epochs):
@@ -250,10 +257,14 @@ class ClientTrainer:
               server: dict[str, Entries] | None = None) -> Trained:
         """One client's local training from these entries; with a local rule, from its stored
         state and the server's too."""
+        return self._train(job, entries, self._use([job.client])[0], client_state, server)
+
+    def _train(self, job: TrainJob, entries: Sequence[np.ndarray], rows: np.ndarray,
+               client_state: dict[str, Entries] | None, server: dict[str, Entries] | None) -> Trained:
         self.load(entries)
         torch.manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client))  # dropout
         self.model.train()
-        batches = self.batches(job)
+        batches = self.batches(job, rows)
         total = torch.zeros((), device=self.device)
         run = self._local_run(job, client_state or {}, server or {}) if self.local else None
         if run is not None:
@@ -262,7 +273,7 @@ class ClientTrainer:
                  if self.augment else None)
         self._run(batches, [torch.zeros_like(p) for p in self.params.values()], total, run, crops)
         state = self.local.finish(run) if run is not None else {}
-        return Trained(self.state(), self._result(job, total, len(batches)), state)
+        return Trained(self.state(), self._result(job, total, len(batches), len(rows)), state)
 
     def _local_run(self, job: TrainJob, client_state: dict[str, Entries], server: dict[str, Entries]) -> LocalRun:
         def tensors(entries: Entries) -> list[torch.Tensor]:
@@ -276,8 +287,9 @@ class ClientTrainer:
             server={name: tensors(entries) for name, entries in server.items()},
             generator=torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 1)))
 
-    def _result(self, job: TrainJob, total: torch.Tensor, steps: int) -> ClientResult:
-        return ClientResult(job.client, len(self.data.client_rows(job.client)), float(total) / max(steps, 1))
+    @staticmethod
+    def _result(job: TrainJob, total: torch.Tensor, steps: int, samples: int) -> ClientResult:
+        return ClientResult(job.client, samples, float(total) / max(steps, 1))
 
     def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]],
                    client_states: Sequence[dict[str, Entries]] | None = None,
@@ -290,10 +302,12 @@ class ClientTrainer:
         are always the first ones, so that each step works on views of the stack. Once two or
         fewer clients are left, where a vectorised step costs more than it saves, they finish
         one by one on the resident model."""
+        rows = self._use([job.client for job in jobs])
         if not self.vectorised or len(jobs) < 3:
             states = client_states or [{} for _ in jobs]
-            return [self.train(job, model, state, server) for job, model, state in zip(jobs, models, states, strict=True)]
-        plans = [self.batches(job) for job in jobs]
+            return [self._train(job, model, r, state, server)
+                    for job, model, r, state in zip(jobs, models, rows, states, strict=True)]
+        plans = [self.batches(job, r) for job, r in zip(jobs, rows)]
         queue = deque(sorted(range(len(jobs)), key=lambda i: -len(plans[i])))
         width = min(self.train_config.client_batch, len(jobs))
         names = list(self.params)
@@ -315,7 +329,7 @@ class ClientTrainer:
         def finish(lane: int) -> None:
             i = client[lane]
             out[i] = Trained([p[lane].cpu().numpy().copy() for p in stacked],
-                             self._result(jobs[i], totals[lane], len(plans[i])))
+                             self._result(jobs[i], totals[lane], len(plans[i]), len(rows[i])))
 
         def move(source: int, lane: int) -> None:
             client[lane], step[lane] = client[source], step[source]

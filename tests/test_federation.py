@@ -111,7 +111,10 @@ def test_clients_trained_together_get_the_numbers_of_clients_trained_one_by_one(
     data = make_synthetic(12, seed=5)
     spec = ModelSpec("mlp", data.num_classes, data.input_shape)
     config = TrainConfig(local_epochs=2, batch_size=16, client_batch=5, momentum=0.9, weight_decay=1e-3)
-    together = ClientTrainer(spec, data, config, seed=5)
+    from fedmr_ray.data.synthetic import generated_synthetic
+
+    # the clients made when they train (generated) against the same clients stored (make_synthetic)
+    together = ClientTrainer(spec, generated_synthetic(12, seed=5), config, seed=5)
     assert together.vectorised  # exact on this machine: the test below would say if it were not
     one_by_one = ClientTrainer(spec, data, TrainConfig(**{**config.__dict__, "client_batch": 1}), seed=5)
     assert not one_by_one.vectorised
@@ -119,7 +122,7 @@ def test_clients_trained_together_get_the_numbers_of_clients_trained_one_by_one(
 
     models = [initial_state(spec, 5, index) for index in range(12)]
     jobs = [TrainJob(slot, client, 3) for slot, client in enumerate(range(12))]
-    lengths = {len(together.batches(job)) for job in jobs}
+    lengths = {len(together.batches(job, data.client_rows(job.client))) for job in jobs}
     assert len(lengths) > 3  # clients of many lengths, short last batches included
     for trained, job, model in zip(together.train_many(jobs, models), jobs, models):
         expected = one_by_one.train(job, model)

@@ -15,6 +15,7 @@ from datafiles import write_idx
 from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
 from fedmr_ray.data import load_dataset, load_partition
 from fedmr_ray.data.partition import Partition, dirichlet_partition, iid_partition, read_partition_file, shard_partition
+from fedmr_ray.data import make_synthetic
 from fedmr_ray.results import PARTITION, RunDirectory
 from fedmr_ray.rng import Stream, generator
 
@@ -105,15 +106,16 @@ def test_a_run_saves_the_partition_it_trains_on_and_reloads_it(tmp_path):
     assert np.array_equal(load_dataset(again.validate()).client_index, trained.client_index)
 
 
-def test_synthetic_run_saves_its_natural_partition(tmp_path):
+def test_synthetic_natural_split_is_the_seeds_and_not_written(tmp_path):
     cfg = SimulationConfig(clients=30, seed=2, output=str(tmp_path / "run")).validate()
     run = RunDirectory.create(cfg.output, cfg)
     data = load_dataset(cfg)
-    assert data.client_index is None  # exactly make_synthetic
-    saved = read_partition_file(str(run.path / PARTITION), 30, len(data.y_train))
-    assert np.array_equal(saved.offsets, data.client_offsets)
-    assert np.array_equal(saved.sample_index(), np.arange(len(data.y_train)))
-    assert np.array_equal(load_partition(cfg).offsets, data.client_offsets)
+    assert data.client_index is None and data.make_client is not None  # each client made when it trains
+    assert not (run.path / PARTITION).exists()
+    eager = make_synthetic(30, seed=2)
+    assert np.array_equal(load_partition(cfg).offsets, eager.client_offsets)
+    assert np.array_equal(data.client_offsets, eager.client_offsets)
+    assert np.array_equal(data.materialize().x_train, eager.x_train)
 
 
 def test_synthetic_can_be_split_by_label_too(tmp_path):

@@ -125,3 +125,19 @@ def test_plan_groups_balances_the_cohort_costliest_first():
     assert loads == sorted(loads, reverse=True) and loads[0] == 400  # the 400 alone, the costliest
     assert loads == [400, 300, 270]  # the optimum here
     assert plan_groups([3.0, 1.0], parts=4) == [[0], [1]]  # never an empty group
+
+
+def test_means_of_more_models_than_a_chunk_agree_with_the_serial_backend(ray_local):
+    from fedmr_ray.algorithms import SUM_CHUNK
+
+    config = SimulationConfig(clients=300, fraction=0.5, rounds=2, eval_every=1, train=TrainConfig(local_epochs=1))
+    assert config.cohort_size > SUM_CHUNK  # sums of partial sums
+    threads = torch.get_num_threads()
+    for algorithm in ("fedmr", "fedavg"):
+        case = SimulationConfig(**{**config.__dict__, "algorithm": AlgorithmConfig(algorithm)})
+        on_ray = simulate(case)
+        torch.set_num_threads(1)
+        try:
+            assert results(on_ray) == results(simulate(case, serial=True))
+        finally:
+            torch.set_num_threads(threads)

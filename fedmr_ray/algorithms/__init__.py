@@ -10,12 +10,15 @@ import numpy as np
 
 from fedmr_ray.algorithms import clusamp, fedavg, fedgen, fedindep, fedmr, fedprox, moon, scaffold
 from fedmr_ray.algorithms.base import (
+    SUM_CHUNK,
     Algorithm,
     LocalRule,
     Sampling,
     ServerStep,
     ServerTask,
     StateUpdate,
+    finish_sum,
+    partial_sum,
     size_weights,
     uniform_weights,
     weighted_sum,
@@ -23,7 +26,7 @@ from fedmr_ray.algorithms.base import (
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.models.info import ModelInfo
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "LocalRule", "Sampling", "ServerStep", "ServerTask",
+__all__ = ["ALGORITHMS", "SUM_CHUNK", "finish_sum", "partial_sum", "Algorithm", "AlgorithmContext", "LocalRule", "Sampling", "ServerStep", "ServerTask",
            "StateUpdate", "make_algorithm", "size_weights", "uniform_weights", "weighted_sum"]
 
 

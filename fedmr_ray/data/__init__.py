@@ -23,11 +23,11 @@ from fedmr_ray.data.partition import (
     shard_partition,
 )
 from fedmr_ray.data.sources import Decoded, locate, normalise
-from fedmr_ray.data.synthetic import make_synthetic, synthetic_offsets
+from fedmr_ray.data.synthetic import generated_synthetic, make_synthetic, synthetic_offsets
 from fedmr_ray.rng import Stream, generator
 
 __all__ = ["DATASETS", "PARTITIONS", "DatasetSpec", "FederatedDataset", "Partition", "check_data", "dataset_spec",
-           "load_dataset", "load_labels", "load_partition", "make_synthetic", "partition_counts",
+           "generated_from_seed", "load_dataset", "load_labels", "load_partition", "make_synthetic", "partition_counts",
            "partition_scheme"]
 
 
@@ -36,7 +36,9 @@ def partition_scheme(data: DataConfig) -> str:
     return data.partition or dataset_spec(data.dataset).default_partition
 
 
-def _uses_plain_synthetic(data: DataConfig) -> bool:
+def generated_from_seed(data: DataConfig) -> bool:
+    """The synthetic data under its natural split: each client made from (seed, client) when it
+    trains, its samples its own; nothing to store, read or write for it."""
     return data.dataset == "synthetic" and partition_scheme(data) == "natural" and data.partition_file is None
 
 
@@ -85,7 +87,7 @@ def make_partition(config: SimulationConfig, labels: np.ndarray, users: np.ndarr
 
 def load_partition(config: SimulationConfig) -> Partition:
     """The clients' samples, as `load_dataset(config)` splits them, computed from the labels alone."""
-    if _uses_plain_synthetic(config.data):
+    if generated_from_seed(config.data):
         return Partition(synthetic_offsets(config.clients, config.seed))
     return make_partition(config, *load_labels(config))
 
@@ -100,14 +102,14 @@ def partition_counts(config: SimulationConfig) -> tuple[Partition, np.ndarray]:
 def check_data(config: SimulationConfig) -> None:
     """Raise ConfigError where the dataset is missing or malformed or the partition cannot be
     made, before anything starts (it decodes and caches a dataset seen for the first time)."""
-    if not _uses_plain_synthetic(config.data):
+    if not generated_from_seed(config.data):
         load_partition(config)
 
 
 def load_dataset(config: SimulationConfig) -> FederatedDataset:
     data = config.data
-    if _uses_plain_synthetic(data):
-        return make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+    if generated_from_seed(data):  # generated where and when each client trains
+        return generated_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
     if data.dataset == "synthetic":
         base = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
         users = base.client_offsets

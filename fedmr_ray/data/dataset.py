@@ -1,17 +1,27 @@
-"""A federated dataset: the samples stored once, and each client as a range of an index."""
+"""A federated dataset: the samples stored once, and each client as a range of an index; or,
+for data generated client by client, only the clients' sizes, each client made when it trains."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# A generated client's (x, y) training samples, from its id alone.
+ClientMaker = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class FederatedDataset:
     """Client c's training samples are `client_index[client_offsets[c]:client_offsets[c + 1]]`
     (or that range of the arrays themselves when `client_index` is None). Put once into the Ray
-    object store, its arrays are shared zero-copy by every executor on a node."""
+    object store, its arrays are shared zero-copy by every executor on a node.
+
+    With `make_client`, the training arrays are empty and client c's samples are
+    make_client(c), made where and when it trains: a client costs its size and nothing more
+    until then, so that a run of 100,000 clients holds no more than one of 1,000."""
 
     name: str
     x_train: np.ndarray
@@ -21,6 +31,30 @@ class FederatedDataset:
     client_offsets: np.ndarray
     num_classes: int
     client_index: np.ndarray | None = None
+    make_client: ClientMaker | None = None
+
+    @property
+    def train_samples(self) -> int:
+        return int(self.client_offsets[-1])
+
+    def client_arrays(self, clients: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(x, y, rows): arrays holding these clients' training samples and each client's rows in
+        them: the dataset's own arrays for stored data, the clients made and joined for generated."""
+        if self.make_client is None:
+            return self.x_train, self.y_train, [self.client_rows(c) for c in clients]
+        made = [self.make_client(int(c)) for c in clients]
+        bounds = np.concatenate([[0], np.cumsum([len(y) for _, y in made])])
+        rows = [np.arange(a, b) for a, b in zip(bounds, bounds[1:])]
+        if not made:
+            return self.x_train, self.y_train, rows
+        return np.concatenate([x for x, _ in made]), np.concatenate([y for _, y in made]), rows
+
+    def materialize(self) -> FederatedDataset:
+        """The same dataset with every client's samples stored (generated ones made now)."""
+        if self.make_client is None:
+            return self
+        x, y, _ = self.client_arrays(range(self.num_clients))
+        return dataclasses.replace(self, x_train=x, y_train=y, make_client=None)
 
     @property
     def num_clients(self) -> int:
@@ -41,8 +75,9 @@ class FederatedDataset:
         return self.client_index[start:stop]
 
     def label_counts(self, client: int) -> np.ndarray:
-        return np.bincount(self.y_train[self.client_rows(client)], minlength=self.num_classes)
+        _, y, (rows,) = self.client_arrays([client])
+        return np.bincount(y[rows], minlength=self.num_classes)
 
     def client_samples(self, client: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.client_rows(client)
-        return self.x_train[rows], self.y_train[rows]
+        x, y, (rows,) = self.client_arrays([client])
+        return x[rows], y[rows]

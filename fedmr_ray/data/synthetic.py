@@ -8,6 +8,8 @@ the common test set. A client's data depends only on (seed, k), never on the num
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedmr_ray.data.dataset import FederatedDataset
@@ -16,6 +18,11 @@ from fedmr_ray.rng import Stream, generator
 DIMENSION = 60
 NUM_CLASSES = 10
 TRAIN_FRACTION = 0.9
+# The common test set is every client's held-out 10% while that is at most this many samples
+# (1,000 clients hold about 38,000); beyond, the held-out parts of clients drawn at random (from
+# the seed) up to it: 100,000 clients' would be 4.5 million samples to evaluate on each time.
+TEST_CAP = 50_000
+TEST_DRAW = 1 << 40  # the key of the draw of test clients in the DATA stream (client ids are smaller)
 _STD_X = np.power(np.arange(1, DIMENSION + 1, dtype=np.float64), -1.2) ** 0.5
 
 
@@ -35,6 +42,44 @@ def synthetic_client(seed: int, client: int, alpha: float, beta: float) -> tuple
     x = v + rng.standard_normal((n, DIMENSION)) * _STD_X
     y = np.argmax(x @ w + b, axis=1)
     return x.astype(np.float32), y.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SyntheticClients:
+    """Client c's training samples (FederatedDataset.make_client), made from (seed, c) alone."""
+
+    seed: int
+    alpha: float
+    beta: float
+
+    def __call__(self, client: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = synthetic_client(self.seed, client, self.alpha, self.beta)
+        cut = int(TRAIN_FRACTION * len(y))
+        return x[:cut], y[:cut]
+
+
+def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0) -> FederatedDataset:
+    """make_synthetic's dataset with the training samples made client by client when they train
+    (the same samples), and the test set capped at TEST_CAP samples."""
+    sizes = np.array([_client_size(generator(seed, Stream.DATA, c)) for c in range(num_clients)])
+    cuts = (TRAIN_FRACTION * sizes).astype(np.int64)
+    held_out = sizes - cuts
+    if held_out.sum() <= TEST_CAP:
+        testers = np.arange(num_clients)
+    else:
+        order = generator(seed, Stream.DATA, TEST_DRAW).permutation(num_clients)
+        testers = np.sort(order[:max(1, int(np.searchsorted(np.cumsum(held_out[order]), TEST_CAP, side="right")))])
+    tests = [synthetic_client(seed, int(c), alpha, beta) for c in testers]
+    cut_of = dict(zip(testers.tolist(), cuts[testers].tolist()))
+    return FederatedDataset(
+        name="synthetic",
+        x_train=np.zeros((0, DIMENSION), np.float32), y_train=np.zeros(0, np.int64),
+        x_test=np.concatenate([x[cut_of[int(c)]:] for c, (x, _) in zip(testers, tests)]),
+        y_test=np.concatenate([y[cut_of[int(c)]:] for c, (_, y) in zip(testers, tests)]),
+        client_offsets=np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64),
+        num_classes=NUM_CLASSES,
+        make_client=SyntheticClients(seed, alpha, beta),
+    )
 
 
 def synthetic_offsets(num_clients: int, seed: int) -> np.ndarray:

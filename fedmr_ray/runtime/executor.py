@@ -9,7 +9,7 @@ import torch
 from collections.abc import Callable
 from typing import Any
 
-from fedmr_ray.algorithms import LocalRule, weighted_sum
+from fedmr_ray.algorithms import LocalRule, finish_sum, partial_sum, weighted_sum
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
@@ -48,6 +48,13 @@ class Executor:
 
     def combine(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, bool]:
         return weighted_sum(entries, weights), True
+
+    def partial(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, str]:
+        """A chunk's partial sum; its marker is the entries' dtype, which the total takes."""
+        return partial_sum(entries, weights), entries[0].dtype.str
+
+    def finish(self, dtype: str, *partials: np.ndarray) -> tuple[np.ndarray, bool]:
+        return finish_sum(partials, np.dtype(dtype)), True
 
     def run(self, fn: Callable, kwargs: dict[str, Any], size: int, lengths: list[int], *entries: np.ndarray):
         return (*fn(list(entries[:size]), _split(entries[size:], lengths), **kwargs), True)

@@ -13,6 +13,7 @@ import ray
 import ray.experimental
 from ray.actor import ActorHandle
 
+from fedmr_ray.algorithms import SUM_CHUNK
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.train import ClientResult, TrainJob
 
@@ -23,6 +24,9 @@ IN_FLIGHT_PER_EXECUTOR = 2
 # Groups per executor and round: few, so that an executor trains many clients at once, and
 # more than one, so that an executor that finishes early takes another.
 GROUPS_PER_EXECUTOR = 2
+# ...and at most this many clients a call: its models and results are held at once, and a call
+# that fails is trained again whole.
+MAX_CLIENTS_PER_CALL = 64
 
 
 def plan_groups(costs: Sequence[float], parts: int) -> list[list[int]]:
@@ -121,7 +125,8 @@ class ExecutorPool:
         the round ends when the slowest executor does, so balance matters more than order."""
         self.refresh()
         costs = self.train_config.local_steps(self.client_sizes[[job.client for job in jobs]])
-        pending = deque(plan_groups(costs.tolist(), len(self.ready) * GROUPS_PER_EXECUTOR))
+        parts = max(len(self.ready) * GROUPS_PER_EXECUTOR, -(-len(jobs) // MAX_CLIENTS_PER_CALL))
+        pending = deque(plan_groups(costs.tolist(), parts))
         free = deque(self.ready * IN_FLIGHT_PER_EXECUTOR)
         new_models: list[Model] = [[] for _ in jobs]
         new_states: list[dict[str, Model]] = [{} for _ in jobs]
@@ -171,41 +176,67 @@ class ExecutorPool:
         return new_models, results, new_states
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
-        """One call per entry, spread over the executors: each reads one entry of every term."""
+        """Entry by entry, spread over the executors, a few calls at a time (each holds one entry
+        of up to SUM_CHUNK terms): with more terms, partial sums of chunks first, then their sum."""
         weights = np.array([w for w, _ in terms])
-        calls = [self._checked(lambda ex, e=e: ex.combine.options(num_returns=2).remote(
-            weights, *[m[e] for _, m in terms])) for e in range(len(terms[0][1]))]
-        return [self._settle(call)[0] for call in calls]
+        models = [m for _, m in terms]
+        entries = range(len(models[0]))
+        spans = [(a, min(a + SUM_CHUNK, len(models))) for a in range(0, len(models), SUM_CHUNK)]
+        if len(spans) == 1:
+            done = self._bounded([lambda ex, e=e: ex.combine.options(num_returns=2).remote(
+                weights, *[m[e] for m in models]) for e in entries])
+            return [refs[0] for refs, _ in done]
+        partials = self._bounded([lambda ex, e=e, a=a, b=b: ex.partial.options(num_returns=2).remote(
+            weights[a:b], *[m[e] for m in models[a:b]]) for e in entries for a, b in spans])
+        per_entry = [partials[e * len(spans):(e + 1) * len(spans)] for e in entries]
+        done = self._bounded([lambda ex, parts=parts: ex.finish.options(num_returns=2).remote(
+            parts[0][1], *[refs[0] for refs, _ in parts]) for parts in per_entry])
+        return [refs[0] for refs, _ in done]
 
     def run(self, fn: Callable, state: Model, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Model:
         lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
         return self._settle(self._checked(lambda ex: ex.run.options(num_returns=len(state) + 1).remote(
-            fn, kwargs, len(state), lengths, *state, *flat)))
+            fn, kwargs, len(state), lengths, *state, *flat)))[0]
 
     def call(self, fn: Callable, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Any:
         lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
         return ray.get(self._settle(self._checked(
-            lambda ex: ex.call.options(num_returns=2).remote(fn, kwargs, lengths, *flat)))[0])
+            lambda ex: ex.call.options(num_returns=2).remote(fn, kwargs, lengths, *flat)))[0][0])
 
     def evaluate(self, model: Model) -> tuple[float, float]:
         return ray.get(self._settle(self._checked(
-            lambda ex: ex.evaluate.options(num_returns=2).remote(*model)))[0])
+            lambda ex: ex.evaluate.options(num_returns=2).remote(*model)))[0][0])
+
+    def _bounded(self, submits: Sequence[Callable[[ActorHandle], list[ray.ObjectRef]]]
+                 ) -> list[tuple[list[ray.ObjectRef], Any]]:
+        """Run the calls, at most IN_FLIGHT_PER_EXECUTOR per executor at once; each one's result
+        refs and marker value, in order."""
+        out: list = [None] * len(submits)
+        pending, in_flight = deque(enumerate(submits)), {}
+        while pending or in_flight:
+            while pending and len(in_flight) < IN_FLIGHT_PER_EXECUTOR * max(len(self.ready), 1):
+                i, submit = pending.popleft()
+                call = self._checked(submit)
+                in_flight[call[1][-1]] = (i, call)
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            i, call = in_flight.pop(done[0])
+            out[i] = self._settle(call)
+        return out
 
     def _checked(self, submit: Callable[[ActorHandle], list[ray.ObjectRef]]):
-        """A call on the next executor whose refs end with a small done-marker, and how to redo it."""
+        """A call on the next executor whose refs end with a small marker, and how to redo it."""
         if not self.ready:
             self.refresh()
         self._next = (self._next + 1) % len(self.ready)
         executor = self.ready[self._next]
         return executor, submit(executor), submit
 
-    def _settle(self, call) -> list[ray.ObjectRef]:
-        """The call's results once its marker says it ran, redone elsewhere while executors die."""
+    def _settle(self, call) -> tuple[list[ray.ObjectRef], Any]:
+        """The call's result refs and marker value once it ran, redone elsewhere while executors die."""
         executor, refs, submit = call
         while True:
             try:
-                ray.get(refs[-1])
-                return list(refs[:-1])
+                return list(refs[:-1]), ray.get(refs[-1])
             except EXECUTOR_LOST:
                 if executor in self.ready:
                     self.ready.remove(executor)
