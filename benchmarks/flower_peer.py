@@ -11,43 +11,25 @@ one thread each, one client per CPU. Prints the median seconds per round after t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Flower's actors are processes of their own: they find benchmarks/ through this
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.plain_loop import client_batches, train_client  # noqa: E402
-from fedmr_ray.config import SimulationConfig  # noqa: E402
-from fedmr_ray.data import load_dataset  # noqa: E402
+from benchmarks.flower_client import CONFIG_ENV, Peer, workload  # noqa: E402
 from fedmr_ray.federation import sample_cohort  # noqa: E402
-from fedmr_ray.models import ModelSpec, initial_state  # noqa: E402
-
-CONFIG_ENV = "FEDMR_FLOWER_CONFIG"
-_cache: dict = {}
-
-
-def workload() -> dict:
-    """The data, model and rows, once per process (Flower's actors included)."""
-    if not _cache:
-        torch.set_num_threads(1)
-        config = SimulationConfig.from_dict(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
-        data = load_dataset(config).materialize()
-        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
-        _cache.update(config=config, model=spec.build(), spec=spec, x=torch.from_numpy(data.x_train),
-                      y=torch.from_numpy(data.y_train), rows=[data.client_rows(c) for c in range(data.num_clients)])
-    return _cache
+from fedmr_ray.models import initial_state  # noqa: E402
 
 
 def main() -> None:
-    from flwr.client import ClientApp, NumPyClient
-    from flwr.common import Context, FitIns, ndarrays_to_parameters
+    from flwr.client import ClientApp
+    from flwr.common import FitIns, ndarrays_to_parameters
     from flwr.server import ServerApp, ServerAppComponents, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.simulation import run_simulation
@@ -58,18 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     w = workload()
-    config, names = w["config"], list(w["model"].state_dict())
+    config = w["config"]
     marks: list[float] = []
-
-    class Peer(NumPyClient):
-        def fit(self, parameters, fit_config):
-            w = workload()
-            t, client, round_index = w["config"].train, int(fit_config["client"]), int(fit_config["round"])
-            start = {name: torch.from_numpy(np.asarray(p)) for name, p in zip(names, parameters)}
-            batches = client_batches(w["rows"][client], w["config"].seed, round_index, client, t.local_epochs,
-                                     t.batch_size)
-            state = train_client(w["model"], start, w["x"], w["y"], batches, t.lr, t.momentum)
-            return [v.numpy() for v in state.values()], len(w["rows"][client]), {}
 
     class CohortFedAvg(FedAvg):
         """FedAvg whose r-th round trains fedmr-ray's r-th cohort."""

@@ -44,28 +44,38 @@ def plan_groups(costs: Sequence[float], parts: int) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class CallLayout:
-    """How an executor call's flat arguments divide: per job its model's L entries, then L for
-    each stored state it sends (`reads[k]`); then the server state (name, entry count)."""
+    """How an executor call's flat arguments divide: first the call's distinct models, L entries
+    each (jobs that train the same model, as every FedAvg client does, send it once), job k
+    training `models[k]` of them; then, per job, L entries for each stored state it sends
+    (`reads[k]`); then the server state (name, entry count)."""
 
     entries: int
+    models: tuple[int, ...]
     reads: tuple[tuple[str, ...], ...]
     server: tuple[tuple[str, int], ...]
     writes: tuple[str, ...]  # the states each job returns after its model, L entries each
 
+    @staticmethod
+    def pack(models: Sequence[Model]) -> tuple[tuple[int, ...], list[ray.ObjectRef]]:
+        """(index of each job's model among the distinct ones, their refs flat)."""
+        distinct: dict[tuple, int] = {}
+        index = tuple(distinct.setdefault(tuple(model), len(distinct)) for model in models)
+        return index, [ref for model in distinct for ref in model]
+
     def split(self, flat: Sequence) -> tuple[list, list[dict], dict]:
-        pos, size, models, states = 0, self.entries, [], []
+        size, count = self.entries, max(self.models, default=-1) + 1
+        distinct = [list(flat[k * size:(k + 1) * size]) for k in range(count)]
+        pos, states = count * size, []
         for names in self.reads:
-            models.append(list(flat[pos:pos + size]))
-            pos += size
             states.append({})
             for name in names:
                 states[-1][name] = list(flat[pos:pos + size])
                 pos += size
         server = {}
-        for name, count in self.server:
-            server[name] = list(flat[pos:pos + count])
-            pos += count
-        return models, states, server
+        for name, entries in self.server:
+            server[name] = list(flat[pos:pos + entries])
+            pos += entries
+        return [distinct[k] for k in self.models], states, server
 
 
 # What a call fails with when its executor is gone (killed, out of memory, its node removed):
@@ -142,8 +152,9 @@ class ExecutorPool:
                 free.extend(self.ready * IN_FLIGHT_PER_EXECUTOR)
             while pending and free:
                 group, executor = pending.popleft(), free.popleft()
-                layout = CallLayout(size, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
-                args = [ref for i in group for ref in [*models[i], *(r for e in states[i].values() for r in e)]]
+                index, model_refs = CallLayout.pack([models[i] for i in group])
+                layout = CallLayout(size, index, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
+                args = model_refs + [r for i in group for entries in states[i].values() for r in entries]
                 refs = executor.train.options(num_returns=len(group) * per_job + 1).remote(
                     [jobs[i] for i in group], layout, *args, *server_flat)
                 for k, i in enumerate(group):

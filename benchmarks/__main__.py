@@ -1,0 +1,40 @@
+"""Every benchmark of benchmarks/RESULTS.md but the accuracy runs, one after another.
+
+    python -m benchmarks [--flower-python PATH]
+
+Prints each benchmark's table as it finishes (about 15 minutes on a 2-core machine). The
+accuracy runs take hours: python -m benchmarks.accuracy.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+BENCHMARKS = [
+    ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--rounds", "6"],
+    ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--rounds", "5"],
+    ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--rounds", "6"],
+    ["benchmarks.coordinator"],
+    ["benchmarks.scale", "--algorithms", "fedmr"],
+    ["benchmarks.long_run", "--rounds", "300"],
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flower-python", default=os.environ.get("FLOWER_PYTHON"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    for benchmark in BENCHMARKS:
+        extra = ["--flower-python", args.flower_python] if args.flower_python and "overhead" in benchmark[0] else []
+        print(f"\n$ python -m {' '.join(benchmark + extra)}", flush=True)
+        subprocess.run([sys.executable, "-m", *benchmark, *extra], check=True)
+    print(f"\nall benchmarks: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
