@@ -201,7 +201,7 @@ def check_simulate_flags(ctx: typer.Context, simulate_args: list[str],
     if refused:
         name, why = refused[0]
         raise ConfigError(f"{flag[name]} after --: not accepted by `fedmr-ray k8s render`: {why}")
-    return config.validate()
+    return config.validate(data_here=False)  # the data is the cluster's
 
 
 def check_workers(runtime: RuntimeConfig, gpu: WorkerGroup, cpu: WorkerGroup) -> None:

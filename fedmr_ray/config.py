@@ -130,9 +130,10 @@ class SimulationConfig:
         kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in raw.items()}
         return cls(**kwargs)
 
-    def validate(self, resuming: bool = False) -> SimulationConfig:
+    def validate(self, resuming: bool = False, data_here: bool = True) -> SimulationConfig:
         """Everything a user can get wrong, before Ray starts; `resuming`: the output directory
-        is an existing run's."""
+        is an existing run's; `data_here`: the dataset's files are on this machine (not so for a
+        run rendered for a Kubernetes cluster), so they are read and checked too."""
         _check(self.clients >= 1, f"--clients {self.clients}: must be an integer >= 1")
         _check(0.0 < self.fraction <= 1.0, f"--fraction {self.fraction}: must be in (0, 1]")
         _check(self.rounds >= 1, f"--rounds {self.rounds}: must be an integer >= 1")
@@ -171,9 +172,10 @@ class SimulationConfig:
         _check(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every}: must be an integer >= 0")
         if self.output is not None and not resuming:
             check_output_dir(self.output)
-        from fedmr_ray.data import check_data
+        if data_here:
+            from fedmr_ray.data import check_data
 
-        check_data(self)  # last: the first time a dataset is seen, it is read and cached here
+            check_data(self)  # last: the first time a dataset is seen, it is read and cached here
         return self
 
 

@@ -437,3 +437,18 @@ def test_installed_command_renders_and_refuses_without_traceback():
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
         "fedmr-ray: error: --gpus-per-actor 3: more than a GPU worker has (--gpus-per-worker 1)"]
+
+
+def test_render_does_not_need_the_dataset_on_this_machine(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "reg.example/fedmr:1",
+                                      "--gpu-workers", "1", "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10",
+                                      "--data-dir", str(tmp_path / "only-on-the-cluster"), "--model", "cnn"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    assert exit_info.value.code == 0, out.err
+    assert "only-on-the-cluster" in out.out
