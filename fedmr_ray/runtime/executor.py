@@ -46,8 +46,10 @@ class Executor:
     # The server-side calls end their returns with True: a small marker the pool waits on to
     # learn that the call ran (or that its executor died) without fetching the results.
 
-    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, bool]:
-        return weighted_sum(entries, weights), True
+    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> tuple:
+        """Weighted sums of one or more entries, each given as its len(weights) terms in turn."""
+        n = len(weights)
+        return (*[weighted_sum(entries[i:i + n], weights) for i in range(0, len(entries), n)], True)
 
     def partial(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, str]:
         """A chunk's partial sum; its marker is the entries' dtype, which the total takes."""

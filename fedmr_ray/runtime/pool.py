@@ -193,10 +193,15 @@ class ExecutorPool:
         models = [m for _, m in terms]
         entries = range(len(models[0]))
         spans = [(a, min(a + SUM_CHUNK, len(models))) for a in range(0, len(models), SUM_CHUNK)]
-        if len(spans) == 1:
-            done = self._bounded([lambda ex, e=e: ex.combine.options(num_returns=2).remote(
-                weights, *[m[e] for m in models]) for e in entries])
-            return [refs[0] for refs, _ in done]
+        if len(spans) == 1:  # one call per executor, each summing its share of the entries
+            shares = [list(entries[k::len(self.ready)]) for k in range(min(len(self.ready), len(entries)))]
+            done = self._bounded([lambda ex, share=share: ex.combine.options(num_returns=len(share) + 1).remote(
+                weights, *[m[e] for e in share for m in models]) for share in shares])
+            out: list = [None] * len(entries)
+            for share, (refs, _) in zip(shares, done):
+                for e, ref in zip(share, refs):
+                    out[e] = ref
+            return out
         partials = self._bounded([lambda ex, e=e, a=a, b=b: ex.partial.options(num_returns=2).remote(
             weights[a:b], *[m[e] for m in models[a:b]]) for e in entries for a, b in spans])
         per_entry = [partials[e * len(spans):(e + 1) * len(spans)] for e in entries]
