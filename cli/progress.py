@@ -52,7 +52,8 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool, re
         f"(loss {final['test_loss']:.4f}) after {final['round']} rounds; "
         f"best {best['test_accuracy']:.4f} at round {best['round']}; always guessing the commonest "
         f"class scores {setup['majority_class']:.4f}; "
-        f"{final['elapsed_s']:.1f} s of rounds, {time.perf_counter() - started:.1f} s in all"
+        f"{final['elapsed_s']:.1f} s of rounds{' since the run began' if resume else ''}, "
+        f"{time.perf_counter() - started:.1f} s in {'this resumed part' if resume else 'all'}"
     )
     out.print(f"results: {config.output}")
     return history

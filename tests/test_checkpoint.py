@@ -100,6 +100,8 @@ def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes_on_ray(tmp_path):
     resumed = subprocess.run([exe, "simulate", "--resume", str(run_dir), "--quiet"], env=env, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    # elapsed_s counts the time before the interruption too (rich wraps the line)
+    assert "s of rounds since the run began" in " ".join(resumed.stdout.split())
     # the same run uninterrupted, in this process (the serial backend gives Ray's numbers, as
     # test_ray_runtime checks), one torch thread as each executor trains
     threads = torch.get_num_threads()
