@@ -288,19 +288,20 @@ def report_command(
     target: Annotated[float | None, typer.Option(help="Accuracy for the rounds-to-target column \\[default: "
                                                       "the lowest final accuracy of the runs].",
                                                  show_default=False)] = None,
-    title: Annotated[str | None, typer.Option(help="The figure's title \\[default: the run names].",
+    title: Annotated[str | None, typer.Option(help="The figure's title \\[default: the run names, a prefix they "
+                                                   "share said once].",
                                               show_default=False)] = None,
 ) -> None:
     """Compare runs: print a summary table (final and best accuracy, the mean of the last evaluations,
     rounds to a target accuracy) and draw test accuracy and loss against round into a PNG."""
-    from fedmr_ray.report import default_target, load_runs, plot_runs, summary_table
+    from fedmr_ray.report import default_target, default_title, load_runs, plot_runs, summary_table
 
     if target is not None and not 0.0 < target <= 1.0:
         raise ConfigError(f"--target {target}: must be an accuracy in (0, 1]")
     runs = load_runs(run_dirs)
     lines = summary_table(runs, default_target(runs) if target is None else target)
     print("\n".join(lines))
-    plot_runs(runs, output, title or " vs ".join(run.name for run in runs))
+    plot_runs(runs, output, title or default_title(runs))
     if table is not None:
         table.write_text("\n".join(lines) + "\n")
     print(f"wrote {output}" + (f" and {table}" if table is not None else ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ def summary_table(runs: list[RunSummary], target: float) -> list[str]:
                      f"{run.final['test_accuracy']:.4f} | {run.best['test_accuracy']:.4f} ({run.best['round']}) | "
                      f"{run.last_mean:.4f} | {reached if reached is not None else 'not reached'} |")
     return lines
+
+
+def default_title(runs: list[RunSummary]) -> str:
+    """The runs' names joined by "vs"; names sharing a "prefix-" give "prefix: the rest vs ...",
+    so that a comparison of many runs stays one short line."""
+    names = [run.name for run in runs]
+    prefix = os.path.commonprefix(names).rpartition("-")[0] if len(names) > 1 else ""
+    if not prefix:
+        return " vs ".join(names)
+    return f"{prefix}: " + " vs ".join(name[len(prefix) + 1:] for name in names)
 
 
 def plot_runs(runs: list[RunSummary], path: Path, title: str) -> None:

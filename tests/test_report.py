@@ -49,3 +49,16 @@ def test_report_refuses_what_is_not_a_run(tmp_path, monkeypatch, capsys):
     code, out = run_report(monkeypatch, capsys, run, "--target", "1.5")
     assert code == 2 and "--target 1.5" in out.err
     assert not (tmp_path / "report.png").exists()
+
+
+def test_the_default_title_says_a_common_prefix_once():
+    from fedmr_ray.report import RunSummary, default_title
+
+    def runs(*names):
+        return [RunSummary(name, name, []) for name in names]
+
+    assert default_title(runs("fmnist-a0.1-fedmr", "fmnist-a0.1-fedavg", "fmnist-a0.1-moon")) == \
+        "fmnist-a0.1: fedmr vs fedavg vs moon"
+    assert default_title(runs("fedmr", "fedavg")) == "fedmr vs fedavg"
+    assert default_title(runs("run-a", "other-b")) == "run-a vs other-b"
+    assert default_title(runs("fmnist-a0.1-fedmr")) == "fmnist-a0.1-fedmr"
