@@ -262,7 +262,12 @@ class ClientTrainer:
     def _train(self, job: TrainJob, entries: Sequence[np.ndarray], rows: np.ndarray,
                client_state: dict[str, Entries] | None, server: dict[str, Entries] | None) -> Trained:
         self.load(entries)
-        torch.manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client))  # dropout
+        # dropout draws from the device's default generator: seed that one (torch.manual_seed
+        # would also queue a seed for every CUDA device, a captured stack trace per client)
+        seed = torch_seed(self.seed, Stream.TRAIN, job.round, job.client)
+        torch.random.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
         self.model.train()
         batches = self.batches(job, rows)
         total = torch.zeros((), device=self.device)

@@ -120,6 +120,10 @@ def reference_style(num_classes, input_shape):
             return {"output": self.fc(x)}
     return Net()
 
+def with_dropout(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 32), nn.Dropout(0.5), nn.ReLU(),
+                         nn.Linear(32, num_classes))
+
 def not_a_module(num_classes, input_shape):
     return "a string"
 
@@ -191,3 +195,32 @@ def test_models_command_without_a_dataset_shows_every_dataset(monkeypatch, capsy
 
 def test_validate_uses_the_model_registry_and_data_config():
     assert SimulationConfig(model="mlp", data=DataConfig()).validate().model == "mlp"
+
+
+def test_dropout_draws_follow_seed_round_and_client_whatever_ran_before(custom_module):
+    import numpy as np
+    import torch
+
+    from fedmr_ray.config import TrainConfig
+    from fedmr_ray.data import make_synthetic
+    from fedmr_ray.models import initial_state
+    from fedmr_ray.train import ClientTrainer, TrainJob
+
+    data = make_synthetic(4, seed=3)
+    spec = ModelSpec(f"{custom_module}:with_dropout", data.num_classes, data.input_shape)
+    config = TrainConfig(local_epochs=1, batch_size=8)
+    start = initial_state(spec, 3)
+
+    def entries(trainer, job):
+        return trainer.train(job, start).entries
+
+    first = ClientTrainer(spec, data, config, seed=3)
+    assert not first.vectorised  # dropout: one by one
+    alone = entries(first, TrainJob(0, 2, 5))
+    second = ClientTrainer(spec, data, config, seed=3)
+    entries(second, TrainJob(0, 1, 5))  # another client first
+    torch.rand(7)  # and other draws from the global generator
+    after = entries(second, TrainJob(0, 2, 5))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, after))
+    other_round = entries(second, TrainJob(0, 2, 6))
+    assert not all(np.array_equal(a, b) for a, b in zip(alone, other_round))
