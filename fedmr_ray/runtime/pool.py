@@ -194,7 +194,8 @@ class ExecutorPool:
         entries = range(len(models[0]))
         spans = [(a, min(a + SUM_CHUNK, len(models))) for a in range(0, len(models), SUM_CHUNK)]
         if len(spans) == 1:  # one call per executor, each summing its share of the entries
-            shares = [list(entries[k::len(self.ready)]) for k in range(min(len(self.ready), len(entries)))]
+            ways = min(max(len(self.ready), 1), len(entries))  # no executor ready: _bounded waits for one
+            shares = [list(entries[k::ways]) for k in range(ways)]
             done = self._bounded([lambda ex, share=share: ex.combine.options(num_returns=len(share) + 1).remote(
                 weights, *[m[e] for e in share for m in models]) for share in shares])
             out: list = [None] * len(entries)
