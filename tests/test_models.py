@@ -224,3 +224,61 @@ def test_dropout_draws_follow_seed_round_and_client_whatever_ran_before(custom_m
     assert all(np.array_equal(a, b) for a, b in zip(alone, after))
     other_round = entries(second, TrainJob(0, 2, 6))
     assert not all(np.array_equal(a, b) for a, b in zip(alone, other_round))
+
+
+@pytest.mark.parametrize("shape", [(50, 6, 24, 24), (3, 4, 7, 9), (6, 5, 5)])
+def test_fast_max_pool_equals_torch_values_indices_and_gradients(shape):
+    """The CPU fast path of 2x2 max-pooling against torch's kernel, on inputs full of ties (small
+    integers, -inf), odd sizes (the last row/column dropped) and an unbatched input."""
+    from fedmr_ray.models.pool import _MaxPool2x2, max_pool2x2
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, shape, generator=generator).float()
+    x[x == 2] = float("-inf")
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = max_pool2x2(ours), nn.functional.max_pool2d(theirs, 2)
+    assert torch.equal(out, expected)
+    assert torch.equal(_MaxPool2x2.forward(x)[1], nn.functional.max_pool2d_with_indices(x, 2)[1])
+    grad = torch.randn(out.shape, generator=generator)
+    grad[grad > 1] = -0.0
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(ours.grad, theirs.grad) and torch.equal(ours.grad.signbit(), theirs.grad.signbit())
+    # vectorised (torch.func.vmap), as the trainer's start-up check runs every model
+    stack = torch.randn(3, *shape, generator=generator)
+    vmapped = torch.func.vmap(torch.func.grad(lambda t: max_pool2x2(t).square().sum()))(stack)
+    assert torch.equal(vmapped, torch.stack([torch.func.grad(
+        lambda t: nn.functional.max_pool2d(t, 2).square().sum())(t) for t in stack]))
+
+
+@pytest.mark.parametrize(("model", "dataset"), [("cnn", "fmnist"), ("cnn", "cifar10"), ("cnn-femnist", "femnist")])
+def test_cnn_training_steps_equal_those_with_torch_pooling(model, dataset):
+    """The models' fast pooling changes no number: three SGD steps equal those of the same model
+    with torch's nn.MaxPool2d / F.max_pool2d, bit for bit."""
+    from fedmr_ray.models import pool
+
+    cnn = sys.modules["fedmr_ray.models.cnn"]  # the package's `cnn` is the factory
+
+    spec = DATASETS[dataset]
+    torch.manual_seed(0)
+    x, y = torch.randn(20, *spec.input_shape), torch.randint(0, spec.num_classes, (20,))
+
+    def train(fast: bool) -> list[torch.Tensor]:
+        net = ModelSpec(model, spec.num_classes, spec.input_shape).build()
+        net.load_state_dict(dict(zip(entry_names(ModelSpec(model, spec.num_classes, spec.input_shape)),
+                                     map(torch.from_numpy, initial_state(
+                                         ModelSpec(model, spec.num_classes, spec.input_shape), 0)))))
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.5)
+        for _ in range(3):
+            with pytest.MonkeyPatch.context() as patch:
+                if not fast:
+                    patch.setattr(pool, "_MaxPool2x2", None)  # any use of the fast path would fail
+                    patch.setattr(pool.MaxPool2d, "forward", nn.MaxPool2d.forward)
+                    patch.setattr(cnn, "max_pool2x2", lambda t: nn.functional.max_pool2d(t, 2))
+                loss = nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return list(net.state_dict().values())
+
+    assert all(torch.equal(a, b) for a, b in zip(train(True), train(False), strict=True))
