@@ -3,10 +3,12 @@
     python -m benchmarks.coordinator [--cifar10 DIR]
 
 FedMR, K = 10 models, two rounds (the second recombines: stage two) of tiny clients (one local
-step each), on a local Ray. After the second round the coordinator reports where the entries the
-round's training returned live: returned inline to it (their bytes passed through its process;
-Ray inlines objects up to 100 KB by default) or left in the object store (only refs pass). Also
-the time the coordinator spent on the server step (drawing permutations, recombining refs).
+step each), on a local Ray. After the second round the coordinator reports where the objects the
+round's training returned live (per executor call, one object per entry of 1 MB or more and one
+holding all smaller entries: fedmr_ray/runtime/entries.py): returned inline to it (their bytes
+passed through its process; Ray inlines objects up to 100 KB by default) or left in the object
+store (only refs pass). Also the time the coordinator spent on the server step (drawing
+permutations, recombining refs).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ import ray
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
 from fedmr_ray.data import load_dataset
 from fedmr_ray.federation import Federation, RoundRecord, Snapshot, build_algorithm, run_summary
-from fedmr_ray.models import ModelSpec, entry_names
+from fedmr_ray.models import ModelSpec
+from fedmr_ray.models.info import model_info
+from fedmr_ray.runtime.entries import alone_by_size
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool, traffic
 
@@ -70,7 +72,9 @@ class Coordinator:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
 
         writes = algorithm.local.client_state if algorithm.local else ()
-        self.pool = ExecutorPool(start_executor, target, len(entry_names(spec)), data.client_sizes(), cfg.train, writes)
+        info = model_info(spec)
+        self.pool = ExecutorPool(start_executor, target, alone_by_size(info.shapes, info.dtypes), data.client_sizes(),
+                                 cfg.train, writes)
         self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
         self.federation = Federation(cfg, spec, data, algorithm, self.pool)
         devices = [device for device, _ in self.pool.described]
@@ -84,7 +88,7 @@ class Coordinator:
         return self.federation.step()
 
     def traffic(self) -> dict[str, int]:
-        """Of the entries the last round's training returned: those whose bytes passed through
+        """Of the objects the last round's training returned: those whose bytes passed through
         this process (returned inline) and those left in the object store (benchmarks)."""
         return traffic(self.pool.produced)
 
@@ -92,7 +96,7 @@ class Coordinator:
         return self.federation.snapshot()
 
     def restore(self, snapshot: Snapshot) -> None:
-        """From a snapshot whose entries are refs the driver put."""
+        """From a snapshot whose entries the driver put."""
         fed = self.federation
         fed.round, fed.models, fed.server_state = snapshot.round, snapshot.models, snapshot.server
         fed.client_state = snapshot.clients

@@ -13,6 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord, Snapshot
+from fedmr_ray.runtime import entries
 from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
 
 
@@ -63,17 +64,17 @@ class RayRun:
     def snapshot(self) -> Snapshot:
         """The federation's state, its entries fetched here (for a checkpoint)."""
         snap = ray.get(self.coordinator.snapshot.remote())
-        return _map_entries(snap, lambda refs: ray.get(list(refs)))
+        return _map_entries(snap, entries.fetch)
 
     def restore(self, snapshot: Snapshot) -> None:
-        ray.get(self.coordinator.restore.remote(_map_entries(snapshot, lambda entries: [ray.put(e) for e in entries])))
+        ray.get(self.coordinator.restore.remote(_map_entries(snapshot, entries.put)))
 
     def global_state(self):
         return ray.get(self.coordinator.global_state.remote())
 
 
 def _map_entries(snapshot: Snapshot, fn) -> Snapshot:
-    """The snapshot with fn applied to each list of entries (refs <-> arrays)."""
+    """The snapshot with fn applied to each list of entries (references <-> arrays)."""
     return Snapshot(snapshot.round, [fn(model) for model in snapshot.models],
                     {name: fn(entries) for name, entries in snapshot.server.items()},
                     {client: {name: fn(entries) for name, entries in state.items()}

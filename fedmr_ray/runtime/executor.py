@@ -13,6 +13,7 @@ from fedmr_ray.algorithms import LocalRule, finish_sum, partial_sum, weighted_su
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
+from fedmr_ray.runtime.entries import Where, bundle, pick
 from fedmr_ray.runtime.pool import CallLayout
 from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 
@@ -30,42 +31,50 @@ class Executor:
         """(the device it trains on, whether it trains several clients at once)."""
         return str(self.trainer.device), self.trainer.vectorised
 
-    def train(self, jobs: list[TrainJob], layout: CallLayout, *entries: np.ndarray
-              ) -> tuple[np.ndarray | list[ClientResult], ...]:
+    # Calls receive entries as the distinct objects holding them and where each entry is among
+    # them (runtime/entries.py).
+
+    def train(self, jobs: list[TrainJob], layout: CallLayout, alone: tuple[bool, ...], where: Where, *objects
+              ) -> tuple[np.ndarray | list, ...]:
         """The jobs' models, stored states and the server state, flat as `layout` says; returns
-        per job its new model's entries and new states' (layout.writes), then the results."""
-        models, states, server = layout.split(entries)
+        per job its new model's entries and new states' (layout.writes), bundled as `alone` says
+        for one job's, then the results."""
+        models, states, server = layout.split(pick(where, objects))
         out: list = []
         trained = self.trainer.train_many(jobs, models, states, server)
         for t in trained:
             out += t.entries
             for name in layout.writes:
                 out += t.state[name]
-        return (*out, [t.result for t in trained])
+        return (*bundle(out, alone * len(trained)), [t.result for t in trained])
 
     # The server-side calls end their returns with True: a small marker the pool waits on to
     # learn that the call ran (or that its executor died) without fetching the results.
 
-    def combine(self, weights: np.ndarray, *entries: np.ndarray) -> tuple:
-        """Weighted sums of one or more entries, each given as its len(weights) terms in turn."""
-        n = len(weights)
-        return (*[weighted_sum(entries[i:i + n], weights) for i in range(0, len(entries), n)], True)
+    def combine(self, weights: np.ndarray, where: Where, *objects) -> tuple[list[np.ndarray], bool]:
+        """Weighted sums of one or more entries, each given as its len(weights) terms in turn;
+        together in one object (a sum is read whole: evaluated, or trained from)."""
+        entries, n = pick(where, objects), len(weights)
+        return [weighted_sum(entries[i:i + n], weights) for i in range(0, len(entries), n)], True
 
-    def partial(self, weights: np.ndarray, *entries: np.ndarray) -> tuple[np.ndarray, str]:
+    def partial(self, weights: np.ndarray, where: Where, *objects) -> tuple[np.ndarray, str]:
         """A chunk's partial sum; its marker is the entries' dtype, which the total takes."""
+        entries = pick(where, objects)
         return partial_sum(entries, weights), entries[0].dtype.str
 
     def finish(self, dtype: str, *partials: np.ndarray) -> tuple[np.ndarray, bool]:
         return finish_sum(partials, np.dtype(dtype)), True
 
-    def run(self, fn: Callable, kwargs: dict[str, Any], size: int, lengths: list[int], *entries: np.ndarray):
-        return (*fn(list(entries[:size]), _split(entries[size:], lengths), **kwargs), True)
+    def run(self, fn: Callable, kwargs: dict[str, Any], size: int, lengths: list[int], where: Where, *objects):
+        entries = pick(where, objects)
+        return (*fn(entries[:size], _split(entries[size:], lengths), **kwargs), True)
 
-    def call(self, fn: Callable, kwargs: dict[str, Any], lengths: list[int], *entries: np.ndarray) -> tuple[Any, bool]:
-        return fn(_split(entries, lengths), **kwargs), True
+    def call(self, fn: Callable, kwargs: dict[str, Any], lengths: list[int], where: Where, *objects
+             ) -> tuple[Any, bool]:
+        return fn(_split(pick(where, objects), lengths), **kwargs), True
 
-    def evaluate(self, *entries: np.ndarray) -> tuple[tuple[float, float], bool]:
-        return self.trainer.evaluate(entries), True
+    def evaluate(self, where: Where, *objects) -> tuple[tuple[float, float], bool]:
+        return self.trainer.evaluate(pick(where, objects)), True
 
 
 def _split(flat, lengths: list[int]) -> list[list[np.ndarray]]:

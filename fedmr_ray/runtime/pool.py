@@ -1,5 +1,6 @@
-"""The executor pool: the Ray backend of the round loop. A model is a list of ObjectRefs, one per
-state entry; the pool hands refs to executors and gets refs back, and never reads model bytes."""
+"""The executor pool: the Ray backend of the round loop. A model is a list of entries, each a
+reference into the object store (runtime/entries.py); the pool hands references to executors and
+gets references back, and never reads model bytes."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from ray.actor import ActorHandle
 
 from fedmr_ray.algorithms import SUM_CHUNK
 from fedmr_ray.config import TrainConfig
+from fedmr_ray.runtime import entries as store
+from fedmr_ray.runtime.entries import Entry, as_args, locate, returns, unbundle
 from fedmr_ray.train import ClientResult, TrainJob
 
-Model = list[ray.ObjectRef]
+Model = list[Entry]
 
 # Calls queued per executor: the next group is already waiting when one finishes.
 IN_FLIGHT_PER_EXECUTOR = 2
@@ -56,8 +59,8 @@ class CallLayout:
     writes: tuple[str, ...]  # the states each job returns after its model, L entries each
 
     @staticmethod
-    def pack(models: Sequence[Model]) -> tuple[tuple[int, ...], list[ray.ObjectRef]]:
-        """(index of each job's model among the distinct ones, their refs flat)."""
+    def pack(models: Sequence[Model]) -> tuple[tuple[int, ...], list[Entry]]:
+        """(index of each job's model among the distinct ones, their entries flat)."""
         distinct: dict[tuple, int] = {}
         index = tuple(distinct.setdefault(tuple(model), len(distinct)) for model in models)
         return index, [ref for model in distinct for ref in model]
@@ -92,18 +95,19 @@ class ExecutorPool:
     leaves the pool, and a replacement starts at the next round where the cluster has room.
     """
 
-    def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], num_entries: int,
+    def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], alone: tuple[bool, ...],
                  client_sizes: np.ndarray, train: TrainConfig, writes: tuple[str, ...] = ()):
         self.start_executor, self.target = start_executor, target
         self.ready: list[ActorHandle] = []
         self.joining: dict[ray.ObjectRef, ActorHandle] = {}  # describe() call -> executor being placed
         self.described: list[tuple[str, bool]] = []  # (device, vectorised) of every executor that joined
-        self.num_entries = num_entries
+        self.num_entries = len(alone)
+        self.alone = alone  # per entry of a model: whether it is an object of its own (entries.py)
         self.client_sizes = client_sizes
         self.train_config = train
         self.writes = writes  # the client states the algorithm's local rule writes
         self.workers = 0  # executors that trained in the last round
-        self.produced: list[ray.ObjectRef] = []  # the entries the last round's training returned
+        self.produced: list[ray.ObjectRef] = []  # the objects the last round's training returned
         self._next = 0
 
     def refresh(self, wait_for: int = 1) -> None:
@@ -127,7 +131,7 @@ class ExecutorPool:
                     self.joining[replacement.describe.remote()] = replacement
 
     def put(self, entries: list[np.ndarray]) -> Model:
-        return [ray.put(entry) for entry in entries]
+        return store.put(entries)
 
     def train(self, jobs: Sequence[TrainJob], models: Sequence[Model], states: Sequence[dict[str, Model]],
               server: dict[str, Model]) -> tuple[list[Model], list[ClientResult], list[dict[str, Model]]]:
@@ -143,7 +147,7 @@ class ExecutorPool:
         results: list[ClientResult | None] = [None] * len(jobs)
         in_flight: dict[ray.ObjectRef, tuple[ActorHandle, list[int]]] = {}
         size, per_job = self.num_entries, self.num_entries * (1 + len(self.writes))
-        server_flat = [ref for entries in server.values() for ref in entries]
+        server_flat = [e for entries in server.values() for e in entries]
         server_layout = tuple((name, len(entries)) for name, entries in server.items())
         used: set[ActorHandle] = set()
         while pending or in_flight:
@@ -152,15 +156,18 @@ class ExecutorPool:
                 free.extend(self.ready * IN_FLIGHT_PER_EXECUTOR)
             while pending and free:
                 group, executor = pending.popleft(), free.popleft()
-                index, model_refs = CallLayout.pack([models[i] for i in group])
+                index, model_entries = CallLayout.pack([models[i] for i in group])
                 layout = CallLayout(size, index, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
-                args = model_refs + [r for i in group for entries in states[i].values() for r in entries]
-                refs = executor.train.options(num_returns=len(group) * per_job + 1).remote(
-                    [jobs[i] for i in group], layout, *args, *server_flat)
+                args = as_args(model_entries + [e for i in group for entries in states[i].values() for e in entries]
+                               + server_flat)
+                alone = self.alone * (1 + len(self.writes))
+                refs = executor.train.options(num_returns=returns(alone * len(group)) + 1).remote(
+                    [jobs[i] for i in group], layout, alone, *args)
+                out = unbundle(refs[:-1], alone * len(group))
                 for k, i in enumerate(group):
-                    out = refs[k * per_job:(k + 1) * per_job]
-                    new_models[i] = out[:size]
-                    new_states[i] = {name: out[size * (n + 1):size * (n + 2)] for n, name in enumerate(self.writes)}
+                    mine = out[k * per_job:(k + 1) * per_job]
+                    new_models[i] = mine[:size]
+                    new_states[i] = {name: mine[size * (n + 1):size * (n + 2)] for n, name in enumerate(self.writes)}
                 in_flight[refs[-1]] = (executor, group)
             done, _ = ray.wait(list(in_flight), num_returns=1, fetch_local=False)
             executor, group = in_flight.pop(done[0])
@@ -178,12 +185,13 @@ class ExecutorPool:
             used.add(executor)
             free.append(executor)
         self.workers = len(used)
-        # a copy of every new entry on this (the head) node: where the executor that made an
-        # entry leaves with its node, the entry is found here rather than lost
-        produced = [ref for model in new_models for ref in model]
-        produced += [ref for state in new_states for entries in state.values() for ref in entries]
-        ray.wait(produced, num_returns=len(produced), fetch_local=True)
-        self.produced = produced
+        # a copy of every new object on this (the head) node: where the executor that made one
+        # leaves with its node, the object is found here rather than lost
+        produced = [e for model in new_models for e in model]
+        produced += [e for state in new_states for entries in state.values() for e in entries]
+        objects = locate(produced)[1]
+        ray.wait(objects, num_returns=len(objects), fetch_local=True)
+        self.produced = objects
         return new_models, results, new_states
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
@@ -196,33 +204,33 @@ class ExecutorPool:
         if len(spans) == 1:  # one call per executor, each summing its share of the entries
             ways = min(max(len(self.ready), 1), len(entries))  # no executor ready: _bounded waits for one
             shares = [list(entries[k::ways]) for k in range(ways)]
-            done = self._bounded([lambda ex, share=share: ex.combine.options(num_returns=len(share) + 1).remote(
-                weights, *[m[e] for e in share for m in models]) for share in shares])
+            done = self._bounded([lambda ex, share=share: ex.combine.options(num_returns=2).remote(
+                weights, *as_args([m[e] for e in share for m in models])) for share in shares])
             out: list = [None] * len(entries)
             for share, (refs, _) in zip(shares, done):
-                for e, ref in zip(share, refs):
-                    out[e] = ref
+                for e, entry in zip(share, unbundle(refs, [False] * len(share))):
+                    out[e] = entry
             return out
         partials = self._bounded([lambda ex, e=e, a=a, b=b: ex.partial.options(num_returns=2).remote(
-            weights[a:b], *[m[e] for m in models[a:b]]) for e in entries for a, b in spans])
+            weights[a:b], *as_args([m[e] for m in models[a:b]])) for e in entries for a, b in spans])
         per_entry = [partials[e * len(spans):(e + 1) * len(spans)] for e in entries]
         done = self._bounded([lambda ex, parts=parts: ex.finish.options(num_returns=2).remote(
             parts[0][1], *[refs[0] for refs, _ in parts]) for parts in per_entry])
         return [refs[0] for refs, _ in done]
 
     def run(self, fn: Callable, state: Model, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Model:
-        lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
+        lengths, flat = [len(i) for i in inputs], [e for i in inputs for e in i]
         return self._settle(self._checked(lambda ex: ex.run.options(num_returns=len(state) + 1).remote(
-            fn, kwargs, len(state), lengths, *state, *flat)))[0]
+            fn, kwargs, len(state), lengths, *as_args([*state, *flat]))))[0]
 
     def call(self, fn: Callable, inputs: Sequence[Model], kwargs: dict[str, Any]) -> Any:
-        lengths, flat = [len(i) for i in inputs], [r for i in inputs for r in i]
+        lengths, flat = [len(i) for i in inputs], [e for i in inputs for e in i]
         return ray.get(self._settle(self._checked(
-            lambda ex: ex.call.options(num_returns=2).remote(fn, kwargs, lengths, *flat)))[0][0])
+            lambda ex: ex.call.options(num_returns=2).remote(fn, kwargs, lengths, *as_args(flat))))[0][0])
 
     def evaluate(self, model: Model) -> tuple[float, float]:
         return ray.get(self._settle(self._checked(
-            lambda ex: ex.evaluate.options(num_returns=2).remote(*model)))[0][0])
+            lambda ex: ex.evaluate.options(num_returns=2).remote(*as_args(model))))[0][0])
 
     def _bounded(self, submits: Sequence[Callable[[ActorHandle], list[ray.ObjectRef]]]
                  ) -> list[tuple[list[ray.ObjectRef], Any]]:
@@ -260,7 +268,7 @@ class ExecutorPool:
                 executor, refs, submit = self._checked(submit)
 
     def fetch(self, model: Model) -> list[np.ndarray]:
-        return ray.get(model)
+        return store.fetch(model)
 
 
 def traffic(refs: Sequence[ray.ObjectRef]) -> dict[str, int]:
