@@ -14,7 +14,7 @@ from flwr.client import NumPyClient
 from benchmarks.plain_loop import client_batches, train_client
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.data import load_dataset
-from fedmr_ray.models import ModelSpec, pool
+from fedmr_ray.models import ModelSpec
 
 CONFIG_ENV = "FEDMR_FLOWER_CONFIG"
 _cache: dict = {}
@@ -24,7 +24,6 @@ def workload() -> dict:
     """The data, model and rows, once per process (each of Flower's actors included)."""
     if not _cache:
         torch.set_num_threads(1)
-        pool.FAST = False  # the textbook model: torch's own max-pooling, as benchmarks/overhead.py's (b)
         config = SimulationConfig.from_dict(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
         data = load_dataset(config).materialize()
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)

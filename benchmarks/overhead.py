@@ -5,11 +5,8 @@
 
 The same rounds (same data, partition, model, cohorts, local steps and shuffles; FedAvg):
   (a) fedmr-ray on a local Ray, one executor per core;
-  (b) plain PyTorch (benchmarks/plain_loop.py: torch.optim.SGD, autograd, torch's own
-      max-pooling), one process, one thread, clients one after another: the compute bound is
-      (b) / cores (perfect scaling);
-  (b') the same loop on fedmr-ray's models, whose 2x2 max-pooling gives torch's numbers faster
-      (fedmr_ray/models/pool.py): what of (a)'s lead over (b) is faster training, not the runtime;
+  (b) plain PyTorch (benchmarks/plain_loop.py: torch.optim.SGD, autograd), one process, one
+      thread, clients one after another: the compute bound is (b) / cores (perfect scaling);
   (c) the same, one process using every core's threads;
   (d) `cores` plain processes side by side, each training its share of every cohort: the
       parallel speed this machine really delivers, a bound that can be reached;
@@ -37,7 +34,7 @@ from benchmarks.plain_loop import train_round
 from fedmr_ray import AlgorithmConfig, DataConfig, RuntimeConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.data import load_dataset
 from fedmr_ray.federation import sample_cohort
-from fedmr_ray.models import ModelSpec, initial_state, pool
+from fedmr_ray.models import ModelSpec, initial_state
 
 FLOWER_PEER = Path(__file__).with_name("flower_peer.py")
 
@@ -60,11 +57,9 @@ def on_ray(config: SimulationConfig) -> float:
     return median_after_first(marks)
 
 
-def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1), fast_pool: bool = False) -> float:
-    """Seconds per round of the plain loop; `share` = (k, n): only every n-th client from the k-th;
-    `fast_pool`: with fedmr-ray's max-pooling, else torch's."""
+def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1)) -> float:
+    """Seconds per round of the plain loop; `share` = (k, n): only every n-th client from the k-th."""
     torch.set_num_threads(threads)
-    pool.FAST = fast_pool
     data = load_dataset(config).materialize()
     model = ModelSpec(config.model, data.num_classes, data.input_shape).build()
     state = dict(zip(model.state_dict(), (torch.from_numpy(a) for a in initial_state(
@@ -119,7 +114,6 @@ def main() -> None:
 
     rows = {"(a) fedmr-ray on Ray": on_ray(config)}
     rows["(b) plain PyTorch, 1 process, 1 thread"] = plain(config, 1)
-    rows["(b') the same on fedmr-ray's models"] = plain(config, 1, fast_pool=True)
     rows[f"(c) plain PyTorch, 1 process, {cores} threads"] = plain(config, cores)
     rows[f"(d) plain PyTorch, {cores} processes side by side"] = side_by_side(config_path, cores)
     if args.flower_python:
@@ -135,9 +129,8 @@ def main() -> None:
     print(f"{'run':48} {'s/round':>8} {'x bound':>8} {'x (d)':>8}")
     for name, seconds in rows.items():
         print(f"{name:48} {seconds:8.3f} {seconds / bound:8.2f} {seconds / reachable:8.2f}")
-    same_kernels = rows["(b') the same on fedmr-ray's models"] / cores
     print(f"compute bound (b) / {cores} cores: {bound:.3f} s/round; (a) / bound = {a / bound:.2f}; "
-          f"(a) / (d) = {a / reachable:.2f}; (a) / ((b') / {cores}) = {a / same_kernels:.2f}")
+          f"(a) / (d) = {a / reachable:.2f}")
     if "(e) Flower 1.41 simulation (Ray backend)" in rows:
         print(f"Flower / fedmr-ray: {rows['(e) Flower 1.41 simulation (Ray backend)'] / a:.2f}")
 
