@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedmr_ray.models.pool import MaxPool2d, max_pool2x2
 from fedmr_ray.models.shapes import require_image
 
 
@@ -24,7 +23,7 @@ class CNN(nn.Module):
         super().__init__()
         channels, height, width = input_shape
         self.conv1 = nn.Conv2d(channels, 6, 5)
-        self.pool = MaxPool2d(2, 2)
+        self.pool = nn.MaxPool2d(2, 2)
         self.conv2 = nn.Conv2d(6, 16, 5)
         self.fc1 = nn.Linear(16 * _after_convs(height) * _after_convs(width), 120)
         self.fc2 = nn.Linear(120, 84)
@@ -51,8 +50,8 @@ class FemnistCNN(nn.Module):
         self.fc2 = nn.Linear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(max_pool2x2(self.conv1(x)))
-        x = F.relu(max_pool2x2(self.conv2(x)))
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)
 

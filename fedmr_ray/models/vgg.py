@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedmr_ray.models.pool import MaxPool2d
 from fedmr_ray.models.shapes import require_image
 
 POOL = 0
@@ -20,7 +19,7 @@ class VGG16(nn.Module):
         layers: list[nn.Module] = []
         for width in LAYOUT:
             if width == POOL:
-                layers.append(MaxPool2d(kernel_size=2, stride=2))
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
             layers += [nn.Conv2d(in_channels, width, kernel_size=3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
             in_channels = width
