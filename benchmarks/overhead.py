@@ -12,7 +12,8 @@ The same rounds (same data, partition, model, cohorts, local steps and shuffles;
       parallel speed this machine really delivers, a bound that can be reached;
   (e) Flower's simulation engine (flwr, its Ray backend) running the same client code, when a
       Python with flwr is given (a separate venv: see benchmarks/RESULTS.md).
-Medians of the rounds after the first (warm-up). Workloads: fmnist = Fashion-MNIST, 1000
+Medians of the rounds after the first (warm-up); (a) to (d) are measured `--repeats` times in
+turn, so that a drift of the machine's speed reaches each alike. Workloads: fmnist = Fashion-MNIST, 1000
 clients (Dirichlet 0.5), 100 per round, the 28x28 cnn, batch 50; synthetic = the default job.
 """
 
@@ -47,17 +48,18 @@ def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfi
     return SimulationConfig(**common)
 
 
-def median_after_first(marks: list[float]) -> float:
-    return statistics.median(b - a for a, b in zip(marks, marks[1:]))
+def after_first(marks: list[float]) -> list[float]:
+    """Seconds per round from the times rounds ended, the first round (warm-up) left out."""
+    return [b - a for a, b in zip(marks, marks[1:])]
 
 
-def on_ray(config: SimulationConfig) -> float:
+def on_ray(config: SimulationConfig) -> list[float]:
     marks: list[float] = []
     simulate(config, on_round=lambda record, elapsed: marks.append(elapsed))
-    return median_after_first(marks)
+    return after_first(marks)
 
 
-def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1)) -> float:
+def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1)) -> list[float]:
     """Seconds per round of the plain loop; `share` = (k, n): only every n-th client from the k-th."""
     torch.set_num_threads(threads)
     data = load_dataset(config).materialize()
@@ -73,15 +75,15 @@ def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1
         state = train_round(model, state, x, y, rows, cohort, config.seed, r, t.local_epochs, t.batch_size, t.lr,
                             t.momentum)
         marks.append(time.perf_counter())
-    return median_after_first(marks[1:])
+    return after_first(marks[1:])
 
 
-def side_by_side(config_path: Path, cores: int) -> float:
-    """`cores` plain processes at once, each on its share of every cohort: the slowest's median."""
+def side_by_side(config_path: Path, cores: int) -> list[float]:
+    """`cores` plain processes at once, each on its share of every cohort: per round, the slowest."""
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.overhead", "--plain-share", str(k), str(cores),
                                "--config", str(config_path)], stdout=subprocess.PIPE, text=True)
              for k in range(cores)]
-    return max(float(p.communicate()[0].split()[-1]) for p in procs)
+    return [max(round_s) for round_s in zip(*(json.loads(p.communicate()[0]) for p in procs))]
 
 
 def flower(python: str, config_path: Path, cores: int) -> float | None:
@@ -98,13 +100,15 @@ def main() -> None:
     parser.add_argument("--workload", choices=["fmnist", "synthetic"], default="fmnist")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="measure (a) to (d) this many times in turn; medians over all their rounds")
     parser.add_argument("--flower-python", default=os.environ.get("FLOWER_PYTHON"))
     parser.add_argument("--plain-share", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_share:  # one of the side-by-side processes
         config = SimulationConfig.from_dict(json.loads(Path(args.config).read_text()))
-        print(plain(config, 1, tuple(args.plain_share)))
+        print(json.dumps(plain(config, 1, tuple(args.plain_share))))
         return
     cores = os.cpu_count() or 1
     config = workload(args.workload, args.local_epochs, args.rounds, cores)
@@ -112,20 +116,29 @@ def main() -> None:
     config_path.write_text(json.dumps(config.to_dict()))
     load_dataset(config)  # decoded and cached before anything is timed
 
-    rows = {"(a) fedmr-ray on Ray": on_ray(config)}
-    rows["(b) plain PyTorch, 1 process, 1 thread"] = plain(config, 1)
-    rows[f"(c) plain PyTorch, 1 process, {cores} threads"] = plain(config, cores)
-    rows[f"(d) plain PyTorch, {cores} processes side by side"] = side_by_side(config_path, cores)
+    measures = {
+        "(a) fedmr-ray on Ray": lambda: on_ray(config),
+        "(b) plain PyTorch, 1 process, 1 thread": lambda: plain(config, 1),
+        f"(c) plain PyTorch, 1 process, {cores} threads": lambda: plain(config, cores),
+        f"(d) plain PyTorch, {cores} processes side by side": lambda: side_by_side(config_path, cores),
+    }
+    # in turn, `repeats` times: a drift of the machine's speed reaches every row alike
+    seconds: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(args.repeats):
+        for name, measure in measures.items():
+            seconds[name] += measure()
+    rows = {name: statistics.median(values) for name, values in seconds.items()}
     if args.flower_python:
-        seconds = flower(args.flower_python, config_path, cores)
-        if seconds is not None:
-            rows["(e) Flower 1.41 simulation (Ray backend)"] = seconds
+        flower_s = flower(args.flower_python, config_path, cores)
+        if flower_s is not None:
+            rows["(e) Flower 1.41 simulation (Ray backend)"] = flower_s
     bound = rows["(b) plain PyTorch, 1 process, 1 thread"] / cores
     reachable = rows[f"(d) plain PyTorch, {cores} processes side by side"]
     a = rows["(a) fedmr-ray on Ray"]
     print(f"workload: {args.workload} ({config.model}), {config.clients} clients, {config.cohort_size} per round, "
           f"{args.local_epochs} local epochs, batch {config.train.batch_size}, FedAvg; {cores} cores; "
-          f"median s/round of rounds 2..{args.rounds}; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"median s/round of rounds 2..{args.rounds}, {args.repeats} times each in turn; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'run':48} {'s/round':>8} {'x bound':>8} {'x (d)':>8}")
     for name, seconds in rows.items():
         print(f"{name:48} {seconds:8.3f} {seconds / bound:8.2f} {seconds / reachable:8.2f}")
