@@ -2,13 +2,18 @@
 
 An executor call returns the entries it makes (its clients' new models and states) in few
 objects: each entry of PACK_LIMIT bytes or more as an object of its own, all the smaller ones
-together as one object, a list of arrays. Ray creates an object in the store at a cost that
+together as one object, a pack. Ray creates an object in the store at a cost that
 does not depend on its size (about 0.7 ms here, with both cores training: the raylet is asked to
 create and to seal it), so one object per entry, ten per client for the cnn, was most of what a
 call cost beyond its training. Large entries stay objects of their own so that an executor
 fetches only the large entries it needs (FedMR's recombined models take each entry from another
 client's model). An entry is thus an ObjectRef (the object is the array) or a Part (an index into
-a list); calls get the distinct objects as arguments, and where each entry is among them.
+a pack); calls get the distinct objects as arguments, and where each entry is among them.
+
+A pack is one byte buffer and where each array lies in it, not a list of arrays: a recombined
+model's entries come from many packs, and Ray reads a list of n arrays as n arrays (a call
+training 64 of 10,000 recombined models read every pack of the round: 60,000 arrays, 0.2 s),
+a buffer as one; an entry is then a view into it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ PACK_LIMIT = 1 << 20
 
 @dataclass(frozen=True)
 class Part:
-    """Entry `index` of an object that is a list of arrays."""
+    """Entry `index` of a pack."""
 
     ref: ray.ObjectRef
     index: int
@@ -55,14 +60,37 @@ def as_args(entries: Sequence[Entry]) -> list:
 
 def pick(where: Where, objects: Sequence) -> list[np.ndarray]:
     """The entries, from the objects `locate` named (as a call receives them: their values)."""
-    return [objects[w[0]][w[1]] if isinstance(w, tuple) else objects[w] for w in where]
+    return [unpack(objects[w[0]], w[1]) if isinstance(w, tuple) else objects[w] for w in where]
+
+
+Pack = tuple[np.ndarray, tuple[tuple[int, str, tuple[int, ...]], ...]]  # bytes; (offset, dtype, shape) each
+ALIGN = 64
+
+
+def pack(arrays: Sequence[np.ndarray]) -> Pack:
+    layout, offset = [], 0
+    for array in arrays:
+        layout.append((offset, array.dtype.str, array.shape))
+        offset += -(-array.nbytes // ALIGN) * ALIGN
+    buffer = np.empty(offset, dtype=np.uint8)
+    for (start, _, _), array in zip(layout, arrays):
+        buffer[start:start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return buffer, tuple(layout)
+
+
+def unpack(packed: Pack, index: int) -> np.ndarray:
+    """Array `index` of a pack: a view of its buffer."""
+    buffer, layout = packed
+    start, dtype, shape = layout[index]
+    count = int(np.prod(shape, dtype=np.int64))
+    return buffer[start:start + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
 
 
 def bundle(arrays: Sequence[np.ndarray], alone: Sequence[bool]) -> tuple:
-    """What a call returns for these arrays: those marked alone, one object each, then a list of
+    """What a call returns for these arrays: those marked alone, one object each, then a pack of
     the others (one object)."""
     pairs = list(zip(arrays, alone, strict=True))
-    return (*[a for a, single in pairs if single], [a for a, single in pairs if not single])
+    return (*[a for a, single in pairs if single], pack([a for a, single in pairs if not single]))
 
 
 def returns(alone: Sequence[bool]) -> int:

@@ -13,7 +13,7 @@ from fedmr_ray.algorithms import LocalRule, finish_sum, partial_sum, weighted_su
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
-from fedmr_ray.runtime.entries import Where, bundle, pick
+from fedmr_ray.runtime.entries import Pack, Where, bundle, pack, pick
 from fedmr_ray.runtime.pool import CallLayout
 from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 
@@ -51,11 +51,11 @@ class Executor:
     # The server-side calls end their returns with True: a small marker the pool waits on to
     # learn that the call ran (or that its executor died) without fetching the results.
 
-    def combine(self, weights: np.ndarray, where: Where, *objects) -> tuple[list[np.ndarray], bool]:
+    def combine(self, weights: np.ndarray, where: Where, *objects) -> tuple[Pack, bool]:
         """Weighted sums of one or more entries, each given as its len(weights) terms in turn;
-        together in one object (a sum is read whole: evaluated, or trained from)."""
+        together in one pack (a sum is read whole: evaluated, or trained from)."""
         entries, n = pick(where, objects), len(weights)
-        return [weighted_sum(entries[i:i + n], weights) for i in range(0, len(entries), n)], True
+        return pack([weighted_sum(entries[i:i + n], weights) for i in range(0, len(entries), n)]), True
 
     def partial(self, weights: np.ndarray, where: Where, *objects) -> tuple[np.ndarray, str]:
         """A chunk's partial sum; its marker is the entries' dtype, which the total takes."""
