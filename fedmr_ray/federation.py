@@ -1,9 +1,9 @@
 """The round loop, written once for every backend and every algorithm.
 
 A model is a list of L entries; so are a client's stored state and the server's. What an entry
-is belongs to the backend: numpy arrays in the serial backend (serial.py), ObjectRefs in the Ray
-runtime (runtime/), where the loop moves refs and never bytes. The algorithm decides what the
-server does (algorithms/); the loop carries it out.
+is belongs to the backend: numpy arrays in the serial backend (serial.py), references into the
+object store in the Ray runtime (runtime/entries.py), where the loop moves references and never
+bytes. The algorithm decides what the server does (algorithms/); the loop carries it out.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A model is a list of L entries (the state dict's values in order). A recombination is an (L, K)
 integer array `perms`: new model j takes entry e from trained model `perms[e, j]`, and each row is
 a permutation of range(K). The functions are generic in the entry type, so the Ray runtime
-permutes ObjectRefs and never touches the bytes.
+permutes references into the object store and never touches the bytes.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ rule it adds to local training, and the arithmetic they are made of.
 
 An algorithm never sees where models live. It answers questions in numbers (which permutation,
 which weights) and hands over pure functions (a local rule, a server task); the runtime moves
-the entries (numpy arrays here, ObjectRefs in runtime/) and runs the functions where the data is.
+the entries (numpy arrays here, object-store references in runtime/) and runs the functions
+where the data is.
 """
 
 from __future__ import annotations
