@@ -9,6 +9,7 @@ trainer ran it, what it ran before, or which clients it trained beside it.
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from collections import deque
 from collections.abc import Sequence
@@ -405,6 +406,35 @@ class ClientTrainer:
             with torch.no_grad():
                 for param, value in zip(self.params.values(), saved):
                     param.copy_(value)
+
+    def step_cost(self) -> tuple[float, float]:
+        """(seconds of a local step's fixed part, seconds per sample of its batch), timed here on
+        the resident model (the fastest of 5 steps on a full batch and on one sample; the
+        entries restored after): what the pool weighs clients by to balance its groups."""
+        saved = [t.detach().clone() for t in self.entries]
+        rows = np.arange(min(self.train_config.batch_size, len(self._y)))
+        buffers = [torch.zeros_like(p) for p in self.params.values()]
+        total = torch.zeros((), device=self.device)
+
+        def fastest(batch: np.ndarray) -> float:
+            times = []
+            for _ in range(5):
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                start = time.perf_counter()
+                self._run([batch], buffers, total)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        try:
+            fastest(rows)  # warm-up
+            full, one = fastest(rows), fastest(rows[:1])
+        finally:
+            self.load(saved)
+        per_sample = max(full - one, 0.0) / max(len(rows) - 1, 1)
+        return max(one - per_sample, 0.0), per_sample
 
     def evaluate(self, entries: Sequence[np.ndarray]) -> tuple[float, float]:
         """(accuracy, mean cross-entropy) of the model with these entries on the whole test set."""

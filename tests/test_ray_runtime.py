@@ -127,6 +127,37 @@ def test_plan_groups_balances_the_cohort_costliest_first():
     assert plan_groups([3.0, 1.0], parts=4) == [[0], [1]]  # never an empty group
 
 
+def test_clients_are_weighed_by_the_executors_timed_step_cost():
+    """Groups are balanced by expected time: steps x a step's fixed cost + samples x a sample's
+    (medians of what the executors timed), and by steps alone where executors vectorise."""
+    from fedmr_ray.runtime.pool import ExecutorPool
+
+    sizes = np.array([60, 100, 10, 250])
+    pool = ExecutorPool(None, None, (False,), sizes, TrainConfig(local_epochs=2, batch_size=50))
+    clients = np.array([0, 1, 2, 3])
+    steps = np.array([4, 4, 2, 10])
+    pool.described = [("cpu", True, (1.0, 1.0))]
+    assert pool.costs(clients).tolist() == steps.tolist()
+    pool.described = [("cpu", False, (1e-3, 5e-5)), ("cpu", False, (3e-3, 7e-5)), ("cpu", False, (2e-3, 6e-5))]
+    assert np.allclose(pool.costs(clients), steps * 2e-3 + 2 * sizes * 6e-5)
+    # 60 samples (a short last batch) cost less than 100, though both take 4 steps
+    assert pool.costs(clients)[0] < pool.costs(clients)[1]
+
+
+def test_step_cost_is_timed_without_changing_the_model():
+    from fedmr_ray.data import load_dataset
+    from fedmr_ray.models import ModelSpec
+    from fedmr_ray.train import ClientTrainer
+
+    config = SimulationConfig(clients=20, model="mlp").validate()
+    data = load_dataset(config).materialize()
+    trainer = ClientTrainer(ModelSpec("mlp", data.num_classes, data.input_shape), data, config.train, 0)
+    before = [t.clone() for t in trainer.entries]
+    fixed, per_sample = trainer.step_cost()
+    assert fixed > 0 and per_sample >= 0
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.entries))
+
+
 def test_means_of_more_models_than_a_chunk_agree_with_the_serial_backend(ray_local):
     from fedmr_ray.algorithms import SUM_CHUNK
 

@@ -77,9 +77,9 @@ class Coordinator:
                                  cfg.train, writes)
         self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
         self.federation = Federation(cfg, spec, data, algorithm, self.pool)
-        devices = [device for device, _ in self.pool.described]
+        devices = [device for device, _, _ in self.pool.described]
         self.summary = run_summary(data, self.federation, devices,
-                                   vectorised=all(vectorised for _, vectorised in self.pool.described))
+                                   vectorised=all(vectorised for _, vectorised, _ in self.pool.described))
 
     def describe(self) -> dict[str, Any]:
         return self.summary

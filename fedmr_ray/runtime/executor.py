@@ -27,9 +27,10 @@ class Executor:
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.trainer = ClientTrainer(spec, data, train, seed, device, local, augment)
 
-    def describe(self) -> tuple[str, bool]:
-        """(the device it trains on, whether it trains several clients at once)."""
-        return str(self.trainer.device), self.trainer.vectorised
+    def describe(self) -> tuple[str, bool, tuple[float, float]]:
+        """(the device it trains on, whether it trains several clients at once, its step's cost:
+        seconds fixed and per sample)."""
+        return str(self.trainer.device), self.trainer.vectorised, self.trainer.step_cost()
 
     # Calls receive entries as the distinct objects holding them and where each entry is among
     # them (runtime/entries.py).
