@@ -409,16 +409,17 @@ class ClientTrainer:
 
     def step_cost(self) -> tuple[float, float]:
         """(seconds of a local step's fixed part, seconds per sample of its batch), timed here on
-        the resident model (the fastest of 5 steps on a full batch and on one sample; the
-        entries restored after): what the pool weighs clients by to balance its groups."""
+        the resident model (the fastest of 2 steps on a full batch and of 3 on one sample,
+        after one to warm up; the entries restored after): what the pool weighs clients by to
+        balance its groups."""
         saved = [t.detach().clone() for t in self.entries]
         rows = np.arange(min(self.train_config.batch_size, len(self._y)))
         buffers = [torch.zeros_like(p) for p in self.params.values()]
         total = torch.zeros((), device=self.device)
 
-        def fastest(batch: np.ndarray) -> float:
+        def fastest(batch: np.ndarray, tries: int) -> float:
             times = []
-            for _ in range(5):
+            for _ in range(tries):
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 start = time.perf_counter()
@@ -429,8 +430,8 @@ class ClientTrainer:
             return min(times)
 
         try:
-            fastest(rows)  # warm-up
-            full, one = fastest(rows), fastest(rows[:1])
+            fastest(rows[:1], 1)  # warm-up
+            one, full = fastest(rows[:1], 3), fastest(rows, 2)
         finally:
             self.load(saved)
         per_sample = max(full - one, 0.0) / max(len(rows) - 1, 1)
