@@ -417,15 +417,17 @@ class ClientTrainer:
         buffers = [torch.zeros_like(p) for p in self.params.values()]
         total = torch.zeros((), device=self.device)
 
+        def sync() -> None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
         def fastest(batch: np.ndarray, tries: int) -> float:
             times = []
             for _ in range(tries):
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
+                sync()
                 start = time.perf_counter()
                 self._run([batch], buffers, total)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
+                sync()
                 times.append(time.perf_counter() - start)
             return min(times)
 

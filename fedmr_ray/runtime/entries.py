@@ -113,7 +113,7 @@ def unbundle(refs: Sequence[ray.ObjectRef], alone: Sequence[bool]) -> list[Entry
 
 
 def put(arrays: Sequence[np.ndarray]) -> list[Entry]:
-    alone = [a.nbytes >= PACK_LIMIT for a in arrays]
+    alone = alone_by_size([a.shape for a in arrays], [a.dtype for a in arrays])
     return unbundle([ray.put(value) for value in bundle(arrays, alone)], alone)
 
 

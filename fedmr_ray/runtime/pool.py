@@ -147,7 +147,9 @@ class ExecutorPool:
         new_states: list[dict[str, Model]] = [{} for _ in jobs]
         results: list[ClientResult | None] = [None] * len(jobs)
         in_flight: dict[ray.ObjectRef, tuple[ActorHandle, list[int]]] = {}
-        size, per_job = self.num_entries, self.num_entries * (1 + len(self.writes))
+        size = self.num_entries
+        alone = self.alone * (1 + len(self.writes))  # a job's outputs: its model, then its states
+        per_job = len(alone)
         server_flat = [e for entries in server.values() for e in entries]
         server_layout = tuple((name, len(entries)) for name, entries in server.items())
         used: set[ActorHandle] = set()
@@ -161,7 +163,6 @@ class ExecutorPool:
                 layout = CallLayout(size, index, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
                 args = as_args(model_entries + [e for i in group for entries in states[i].values() for e in entries]
                                + server_flat)
-                alone = self.alone * (1 + len(self.writes))
                 refs = executor.train.options(num_returns=returns(alone * len(group)) + 1).remote(
                     [jobs[i] for i in group], layout, alone, *args)
                 out = unbundle(refs[:-1], alone * len(group))
