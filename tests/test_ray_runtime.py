@@ -133,7 +133,7 @@ def test_clients_are_weighed_by_the_executors_timed_step_cost():
     from fedmr_ray.runtime.pool import ExecutorPool
 
     sizes = np.array([60, 100, 10, 250])
-    pool = ExecutorPool(None, None, (False,), sizes, TrainConfig(local_epochs=2, batch_size=50))
+    pool = ExecutorPool(None, None, (8,), sizes, TrainConfig(local_epochs=2, batch_size=50))
     clients = np.array([0, 1, 2, 3])
     steps = np.array([4, 4, 2, 10])
     pool.described = [("cpu", True, (1.0, 1.0))]

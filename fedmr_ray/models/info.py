@@ -21,6 +21,11 @@ class ModelInfo:
     head_entries: tuple[int, ...]  # the entries of its weight and bias
     representation_dim: int  # its input width: the representation MOON and FedGen work on
 
+    @property
+    def nbytes(self) -> tuple[int, ...]:
+        """Each entry's size in bytes."""
+        return tuple(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in zip(self.shapes, self.dtypes))
+
     def zeros(self) -> list[np.ndarray]:
         return [np.zeros(shape, dtype=dtype) for shape, dtype in zip(self.shapes, self.dtypes)]
 

@@ -13,7 +13,6 @@ from fedmr_ray.data import load_dataset
 from fedmr_ray.federation import Federation, RoundRecord, Snapshot, build_algorithm, run_summary
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.models.info import model_info
-from fedmr_ray.runtime.entries import alone_by_size
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool, traffic
 
@@ -73,8 +72,7 @@ class Coordinator:
 
         writes = algorithm.local.client_state if algorithm.local else ()
         info = model_info(spec)
-        self.pool = ExecutorPool(start_executor, target, alone_by_size(info.shapes, info.dtypes), data.client_sizes(),
-                                 cfg.train, writes)
+        self.pool = ExecutorPool(start_executor, target, info.nbytes, data.client_sizes(), cfg.train, writes)
         self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
         self.federation = Federation(cfg, spec, data, algorithm, self.pool)
         devices = [device for device, _, _ in self.pool.described]

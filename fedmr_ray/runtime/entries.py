@@ -82,8 +82,7 @@ def unpack(packed: Pack, index: int) -> np.ndarray:
     """Array `index` of a pack: a view of its buffer."""
     buffer, layout = packed
     start, dtype, shape = layout[index]
-    count = int(np.prod(shape, dtype=np.int64))
-    return buffer[start:start + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+    return np.ndarray(shape, dtype, buffer, start)  # one call: a combine call reads hundreds
 
 
 def bundle(arrays: Sequence[np.ndarray], alone: Sequence[bool]) -> tuple:
@@ -113,7 +112,7 @@ def unbundle(refs: Sequence[ray.ObjectRef], alone: Sequence[bool]) -> list[Entry
 
 
 def put(arrays: Sequence[np.ndarray]) -> list[Entry]:
-    alone = alone_by_size([a.shape for a in arrays], [a.dtype for a in arrays])
+    alone = alone_by_size([a.nbytes for a in arrays])
     return unbundle([ray.put(value) for value in bundle(arrays, alone)], alone)
 
 
@@ -122,6 +121,6 @@ def fetch(entries: Sequence[Entry]) -> list[np.ndarray]:
     return pick(where, ray.get(objects))
 
 
-def alone_by_size(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype]) -> tuple[bool, ...]:
-    """Per entry of a model with these shapes: whether it travels alone."""
-    return tuple(int(np.prod(shape)) * np.dtype(dtype).itemsize >= PACK_LIMIT for shape, dtype in zip(shapes, dtypes))
+def alone_by_size(nbytes: Sequence[int]) -> tuple[bool, ...]:
+    """Per entry of a model, given each one's bytes: whether it travels alone."""
+    return tuple(size >= PACK_LIMIT for size in nbytes)

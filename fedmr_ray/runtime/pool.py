@@ -17,7 +17,7 @@ from ray.actor import ActorHandle
 from fedmr_ray.algorithms import SUM_CHUNK
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.runtime import entries as store
-from fedmr_ray.runtime.entries import Entry, as_args, locate, returns, unbundle
+from fedmr_ray.runtime.entries import Entry, alone_by_size, as_args, locate, returns, unbundle
 from fedmr_ray.train import ClientResult, TrainJob
 
 Model = list[Entry]
@@ -95,15 +95,16 @@ class ExecutorPool:
     leaves the pool, and a replacement starts at the next round where the cluster has room.
     """
 
-    def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], alone: tuple[bool, ...],
+    def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], nbytes: Sequence[int],
                  client_sizes: np.ndarray, train: TrainConfig, writes: tuple[str, ...] = ()):
         self.start_executor, self.target = start_executor, target
         self.ready: list[ActorHandle] = []
         self.joining: dict[ray.ObjectRef, ActorHandle] = {}  # describe() call -> executor being placed
         # (device, vectorised, step cost) of every executor that joined (Executor.describe)
         self.described: list[tuple[str, bool, tuple[float, float]]] = []
-        self.num_entries = len(alone)
-        self.alone = alone  # per entry of a model: whether it is an object of its own (entries.py)
+        self.nbytes = tuple(nbytes)  # per entry of a model, its bytes
+        self.num_entries = len(self.nbytes)
+        self.alone = alone_by_size(self.nbytes)  # per entry: whether it is an object of its own (entries.py)
         self.client_sizes = client_sizes
         self.train_config = train
         self.writes = writes  # the client states the algorithm's local rule writes
@@ -212,15 +213,19 @@ class ExecutorPool:
         return steps * fixed + self.train_config.local_epochs * sizes * per_sample
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
-        """Entry by entry, spread over the executors, a few calls at a time (each holds one entry
-        of up to SUM_CHUNK terms): with more terms, partial sums of chunks first, then their sum."""
+        """Entry by entry, spread over the executors: with up to SUM_CHUNK terms, one call per
+        executor, each summing a share of the entries, the shares of about equal bytes (the next
+        round waits for the slowest); with more, a few calls at a time, each a chunk's partial sum
+        of one entry, then their sums."""
         weights = np.array([w for w, _ in terms])
         models = [m for _, m in terms]
         entries = range(len(models[0]))
         spans = [(a, min(a + SUM_CHUNK, len(models))) for a in range(0, len(models), SUM_CHUNK)]
         if len(spans) == 1:  # one call per executor, each summing its share of the entries
             ways = min(max(len(self.ready), 1), len(entries))  # no executor ready: _bounded waits for one
-            shares = [list(entries[k::ways]) for k in range(ways)]
+            # a model's entries by their bytes; other states' (fewer entries: parameters only) alike
+            sizes = self.nbytes if len(entries) == self.num_entries else [1] * len(entries)
+            shares = plan_groups(list(sizes), ways)
             done = self._bounded([lambda ex, share=share: ex.combine.options(num_returns=2).remote(
                 weights, *as_args([m[e] for e in share for m in models])) for share in shares])
             out: list = [None] * len(entries)
