@@ -167,6 +167,8 @@ class ClientTrainer:
         self.spec, self.info, self.local, self.augment = spec, model_info(spec), local, augment
         self.model = spec.build().to(self.device)
         self.entries = list(self.model.state_dict().values())  # share storage with the module
+        # on the CPU, numpy views of them: loading and reading a model are then plain copies
+        self._views = [t.detach().numpy() for t in self.entries] if self.device.type == "cpu" else None
         self.params = dict(self.model.named_parameters())
         self.data = data
         self.train_config = train
@@ -182,11 +184,17 @@ class ClientTrainer:
         self.vectorised = self.padded and train.client_batch > 1
 
     def load(self, entries: Sequence[np.ndarray]) -> None:
+        if self._views is not None:
+            for view, array in zip(self._views, entries, strict=True):
+                np.copyto(view, array, casting="unsafe")  # as copy_ would
+            return
         with torch.no_grad():
             for tensor, array in zip(self.entries, entries, strict=True):
                 tensor.copy_(as_tensor(array, self.device))
 
     def state(self) -> list[np.ndarray]:
+        if self._views is not None:
+            return [view.copy() for view in self._views]
         return [t.detach().cpu().numpy().copy() for t in self.entries]
 
     def _use(self, clients: Sequence[int]) -> list[np.ndarray]:
@@ -217,6 +225,13 @@ class ClientTrainer:
         return (self._x[index].to(self.device), self._y[index].to(self.device),
                 self._loss_weights(width)[lengths])
 
+    def _input(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, y, loss weights) of one batch: `_inputs` for one client."""
+        width = self.train_config.batch_size if self.padded else len(rows)
+        index = torch.from_numpy(rows if len(rows) == width else np.resize(rows, width))
+        x, y = torch.index_select(self._x, 0, index), torch.index_select(self._y, 0, index)  # 3x faster than x[index]
+        return x.to(self.device), y.to(self.device), self._loss_weights(width)[len(rows)]
+
     @functools.cache
     def _loss_weights(self, width: int) -> torch.Tensor:
         """Row n: a batch of n samples padded to `width`: 1/n on the samples, 0 on the padding."""
@@ -236,7 +251,7 @@ class ClientTrainer:
         batch augmented (random crops and flips) from it."""
         params, rule = list(self.params.values()), self.local
         for rows in batches:
-            x, y, weights = (t[0] for t in self._inputs([rows]))
+            x, y, weights = self._input(rows)
             if augment is not None:
                 x = augment_batch(x, augment)
             if run is None:
