@@ -127,6 +127,25 @@ def test_plan_groups_balances_the_cohort_costliest_first():
     assert plan_groups([3.0, 1.0], parts=4) == [[0], [1]]  # never an empty group
 
 
+def test_plan_shrinking_hands_out_large_groups_first_then_ever_smaller_ones():
+    from fedmr_ray.runtime.pool import plan_shrinking
+
+    costs = [float(c) for c in np.random.default_rng(3).integers(1, 20, size=100)]
+    groups = plan_shrinking(costs, executors=2, smallest=20.0, largest=64)
+    assert sorted(i for group in groups for i in group) == list(range(100))  # every client once
+    order = [i for group in groups for i in group]
+    assert [costs[i] for i in order] == sorted(costs, reverse=True)  # the costliest first
+    loads = [sum(costs[i] for i in group) for group in groups]
+    total, left = sum(costs), sum(costs)
+    for load in loads[:-1]:  # each about half of what is left per executor, none below `smallest`
+        assert max(left / 4, 20.0) <= load < max(left / 4, 20.0) + 19
+        left -= load
+    assert loads[0] >= total / 4 and loads[-2] < total / 16  # large first, small at the end
+    capped = plan_shrinking([5.0] * 10, executors=1, smallest=0.0, largest=2)  # half of what is left: 5 clients
+    assert [len(g) for g in capped[:3]] == [2, 2, 2] and max(len(g) for g in capped) == 2
+    assert plan_shrinking([], executors=2, smallest=1.0, largest=8) == []
+
+
 def test_clients_are_weighed_by_the_executors_timed_step_cost():
     """Groups are balanced by expected time: steps x a step's fixed cost + samples x a sample's
     (medians of what the executors timed), and by steps alone where executors vectorise."""

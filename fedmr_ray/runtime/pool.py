@@ -24,11 +24,15 @@ Model = list[Entry]
 
 # Calls queued per executor: the next group is already waiting when one finishes.
 IN_FLIGHT_PER_EXECUTOR = 2
-# Groups per executor and round: few, so that an executor trains many clients at once, and
-# more than one, so that an executor that finishes early takes another.
+# Groups per executor and round where executors train many clients at once (vectorised): few,
+# so that the lanes stay full, and more than one, so that an executor that finishes early takes
+# another.
 GROUPS_PER_EXECUTOR = 2
-# ...and at most this many clients a call: its models and results are held at once, and a call
-# that fails is trained again whole.
+# Elsewhere groups shrink as the round goes on (plan_shrinking), down to this many seconds of
+# expected training: below it a call's own cost (its arguments, its results' objects) weighs.
+SMALLEST_CALL_S = 0.05
+# At most this many clients a call: its models and results are held at once, and a call that
+# fails is trained again whole.
 MAX_CLIENTS_PER_CALL = 64
 
 
@@ -43,6 +47,27 @@ def plan_groups(costs: Sequence[float], parts: int) -> list[list[int]]:
         groups[g].append(i)
         loads[g] += costs[i]
     return [groups[g] for g in sorted(range(len(groups)), key=lambda g: -loads[g])]
+
+
+def plan_shrinking(costs: Sequence[float], executors: int, smallest: float, largest: int) -> list[list[int]]:
+    """The cohort's positions in groups to hand out in this order, each to the first executor
+    with a free slot, the costliest clients first; each group about half of what is left per
+    executor (guided self-scheduling), of at least `smallest` cost (but the last) and at most
+    `largest` clients. Early groups are large, the last ones small: an executor that runs
+    slower than expected (its core shared, a client costlier than timed) gets fewer of them,
+    and the executors finish close together however their speeds drift."""
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    left = float(sum(costs))
+    groups: list[list[int]] = []
+    group, load = [], 0.0
+    for i in order:
+        group.append(i)
+        load += costs[i]
+        if load >= max(left / (2 * executors), smallest) or len(group) == largest:
+            groups.append(group)
+            left -= load
+            group, load = [], 0.0
+    return groups + [group] if group else groups
 
 
 @dataclass(frozen=True)
@@ -140,9 +165,13 @@ class ExecutorPool:
         """Groups of clients, the costliest first, each to the first executor with a free slot:
         the round ends when the slowest executor does, so balance matters more than order."""
         self.refresh()
-        costs = self.costs(np.array([job.client for job in jobs]))
-        parts = max(len(self.ready) * GROUPS_PER_EXECUTOR, -(-len(jobs) // MAX_CLIENTS_PER_CALL))
-        pending = deque(plan_groups(costs.tolist(), parts))
+        costs = self.costs(np.array([job.client for job in jobs])).tolist()
+        if self.step_cost() is not None:  # costs in seconds: groups that shrink
+            groups = plan_shrinking(costs, len(self.ready), SMALLEST_CALL_S, MAX_CLIENTS_PER_CALL)
+        else:
+            groups = plan_groups(costs, max(len(self.ready) * GROUPS_PER_EXECUTOR,
+                                            -(-len(jobs) // MAX_CLIENTS_PER_CALL)))
+        pending = deque(groups)
         free = deque(self.ready * IN_FLIGHT_PER_EXECUTOR)
         new_models: list[Model] = [[] for _ in jobs]
         new_states: list[dict[str, Model]] = [{} for _ in jobs]
@@ -206,11 +235,20 @@ class ExecutorPool:
         finished a 5-epoch round a median 80 ms apart)."""
         sizes = self.client_sizes[clients]
         steps = self.train_config.local_steps(sizes)
+        timed = self.step_cost()
+        if timed is None:
+            return steps.astype(np.float64)
+        fixed, per_sample = timed
+        return steps * fixed + self.train_config.local_epochs * sizes * per_sample
+
+    def step_cost(self) -> tuple[float, float] | None:
+        """(seconds fixed, seconds per sample) of a local step, medians of what the executors
+        that train one client at a time timed; None where they vectorise."""
         timed = [cost for _, vectorised, cost in self.described if not vectorised]
         if not timed:
-            return steps.astype(np.float64)
+            return None
         fixed, per_sample = (float(np.median(column)) for column in zip(*timed))
-        return steps * fixed + self.train_config.local_epochs * sizes * per_sample
+        return fixed, per_sample
 
     def combine(self, terms: Sequence[tuple[float, Model]]) -> Model:
         """Entry by entry, spread over the executors: with up to SUM_CHUNK terms, one call per
