@@ -1,6 +1,6 @@
 """Seconds per round through fedmr-ray against the same local training without it.
 
-    python -m benchmarks.overhead [--workload fmnist|synthetic] [--local-epochs 1] [--rounds 8]
+    python -m benchmarks.overhead [--workload fmnist|synthetic] [--local-epochs 1] [--turns 6] [--block 3]
                                   [--flower-python /path/to/venv/bin/python]
 
 The same rounds (same data, partition, model, cohorts, local steps and shuffles; FedAvg):
@@ -12,9 +12,13 @@ The same rounds (same data, partition, model, cohorts, local steps and shuffles;
       parallel speed this machine really delivers, a bound that can be reached;
   (e) Flower's simulation engine (flwr, its Ray backend) running the same client code, when a
       Python with flwr is given (a separate venv: see benchmarks/RESULTS.md).
-Medians of the rounds after the first (warm-up); (a) to (d) are measured `--repeats` times in
-turn, so that a drift of the machine's speed reaches each alike. Workloads: fmnist = Fashion-MNIST, 1000
-clients (Dirichlet 0.5), 100 per round, the 28x28 cnn, batch 50; synthetic = the default job.
+(a) to (d) take turns, `--block` rounds at a time (fedmr-ray's executors wait while the plain
+processes train the same rounds, each in processes of its own), so that a drift of the machine's
+speed, which on a shared VM reaches tens of percent within minutes, reaches every row alike.
+Medians of the rounds after the first turn (warm-up) but the first of each turn (it wakes
+processes that waited) and fedmr-ray's last (it evaluates). Workloads:
+fmnist = Fashion-MNIST, 1000 clients (Dirichlet 0.5), 100 per round, the 28x28 cnn, batch 50;
+synthetic = the default job.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fedmr_ray.federation import sample_cohort
 from fedmr_ray.models import ModelSpec, initial_state
 
 FLOWER_PEER = Path(__file__).with_name("flower_peer.py")
+FLOWER = "(e) Flower 1.41 simulation (Ray backend)"
 
 
 def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfig:
@@ -48,42 +53,58 @@ def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfi
     return SimulationConfig(**common)
 
 
-def after_first(marks: list[float]) -> list[float]:
-    """Seconds per round from the times rounds ended, the first round (warm-up) left out."""
-    return [b - a for a, b in zip(marks, marks[1:])]
+class PlainLoop:
+    """The workload's rounds as the plain loop trains them; `share` = (k, n): only every n-th
+    client of a cohort from the k-th (one of n processes side by side)."""
+
+    def __init__(self, config: SimulationConfig, share: tuple[int, int] = (0, 1)):
+        self.config, self.share = config, share
+        data = load_dataset(config).materialize()
+        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
+        self.model = spec.build()
+        self.state = dict(zip(self.model.state_dict(), map(torch.from_numpy, initial_state(spec, config.seed))))
+        self.x, self.y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        self.rows = [data.client_rows(c) for c in range(data.num_clients)]
+
+    def round(self, r: int) -> float:
+        """Trains round r; its seconds."""
+        cfg, t = self.config, self.config.train
+        cohort = sample_cohort(cfg.seed, r, cfg.clients, cfg.cohort_size).tolist()[self.share[0]::self.share[1]]
+        start = time.perf_counter()
+        self.state = train_round(self.model, self.state, self.x, self.y, self.rows, cohort, cfg.seed, r,
+                                 t.local_epochs, t.batch_size, t.lr, t.momentum)
+        return time.perf_counter() - start
 
 
-def on_ray(config: SimulationConfig) -> list[float]:
-    marks: list[float] = []
-    simulate(config, on_round=lambda record, elapsed: marks.append(elapsed))
-    return after_first(marks)
+class PlainProcesses:
+    """Plain-loop processes, each on its share of every cohort with `threads` threads; a round's
+    time is the slowest's. None of them runs in the driver: every loop keeps its process, and
+    fedmr-ray's driver stays as idle as when it runs alone."""
+
+    def __init__(self, config_path: Path, processes: int, threads: int):
+        self.procs = [subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.overhead", "--plain-share", str(k), str(processes), str(threads),
+             "--config", str(config_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for k in range(processes)]
+
+    def round(self, r: int) -> float:
+        for proc in self.procs:  # all at once
+            proc.stdin.write(f"{r}\n")
+            proc.stdin.flush()
+        return max(float(proc.stdout.readline()) for proc in self.procs)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.stdin.close()
+            proc.wait()
 
 
-def plain(config: SimulationConfig, threads: int, share: tuple[int, int] = (0, 1)) -> list[float]:
-    """Seconds per round of the plain loop; `share` = (k, n): only every n-th client from the k-th."""
+def serve_share(config: SimulationConfig, share: tuple[int, int], threads: int) -> None:
+    """One plain-loop process: trains each round asked on stdin, answers its seconds."""
+    loop = PlainLoop(config, share)
     torch.set_num_threads(threads)
-    data = load_dataset(config).materialize()
-    model = ModelSpec(config.model, data.num_classes, data.input_shape).build()
-    state = dict(zip(model.state_dict(), (torch.from_numpy(a) for a in initial_state(
-        ModelSpec(config.model, data.num_classes, data.input_shape), config.seed))))
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    rows = [data.client_rows(c) for c in range(data.num_clients)]
-    t = config.train
-    marks = [time.perf_counter()]
-    for r in range(config.rounds):
-        cohort = sample_cohort(config.seed, r, config.clients, config.cohort_size).tolist()[share[0]::share[1]]
-        state = train_round(model, state, x, y, rows, cohort, config.seed, r, t.local_epochs, t.batch_size, t.lr,
-                            t.momentum)
-        marks.append(time.perf_counter())
-    return after_first(marks[1:])
-
-
-def side_by_side(config_path: Path, cores: int) -> list[float]:
-    """`cores` plain processes at once, each on its share of every cohort: per round, the slowest."""
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.overhead", "--plain-share", str(k), str(cores),
-                               "--config", str(config_path)], stdout=subprocess.PIPE, text=True)
-             for k in range(cores)]
-    return [max(round_s) for round_s in zip(*(json.loads(p.communicate()[0]) for p in procs))]
+    for line in sys.stdin:
+        print(loop.round(int(line)), flush=True)
 
 
 def flower(python: str, config_path: Path, cores: int) -> float | None:
@@ -95,57 +116,86 @@ def flower(python: str, config_path: Path, cores: int) -> float | None:
     return float(out.stdout.split()[-1])
 
 
+def measure(config: SimulationConfig, config_path: Path, cores: int, block: int) -> dict[str, list[float]]:
+    """Seconds of the rounds of (a) to (d), taking turns `block` rounds at a time. Not counted:
+    the first turn (warm-up: in trials here the first turn's rounds of (a) and (d) ran 10-30%
+    slower than later ones), the first round of each turn (it wakes processes that waited),
+    fedmr-ray's last round (it evaluates)."""
+    names = ["(a) fedmr-ray on Ray", "(b) plain PyTorch, 1 process, 1 thread",
+             f"(c) plain PyTorch, 1 process, {cores} threads", f"(d) plain PyTorch, {cores} processes side by side"]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    plain = [PlainProcesses(config_path, 1, 1), PlainProcesses(config_path, 1, cores),
+             PlainProcesses(config_path, cores, 1)]
+    last = [0.0]  # when fedmr-ray's last round ended, or its turn began
+
+    def turn(record, elapsed) -> None:
+        now = time.perf_counter()
+        counted = record.round > block
+        if counted and record.round % block != 1 and record.round < config.rounds:
+            seconds[names[0]].append(now - last[0])
+        if record.round % block == 0:
+            for name, processes in zip(names[1:], plain):
+                times = [processes.round(r) for r in range(record.round - block, record.round)]
+                seconds[name] += times[1:] if counted else []
+            now = time.perf_counter()
+        last[0] = now
+
+    def started(summary) -> None:
+        last[0] = time.perf_counter()
+
+    try:
+        simulate(config, on_start=started, on_round=turn)
+    finally:
+        for processes in plain:
+            processes.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["fmnist", "synthetic"], default="fmnist")
     parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="measure (a) to (d) this many times in turn; medians over all their rounds")
+    parser.add_argument("--turns", type=int, default=6, help="turns of each of (a) to (d), the first a warm-up")
+    parser.add_argument("--block", type=int, default=3, help="rounds a turn (the first not counted)")
     parser.add_argument("--flower-python", default=os.environ.get("FLOWER_PYTHON"))
-    parser.add_argument("--plain-share", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-share", nargs=3, type=int, help=argparse.SUPPRESS)  # k, n, threads
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_share:  # one of the side-by-side processes
-        config = SimulationConfig.from_dict(json.loads(Path(args.config).read_text()))
-        print(json.dumps(plain(config, 1, tuple(args.plain_share))))
+        k, n, threads = args.plain_share
+        serve_share(SimulationConfig.from_dict(json.loads(Path(args.config).read_text())), (k, n), threads)
         return
     cores = os.cpu_count() or 1
-    config = workload(args.workload, args.local_epochs, args.rounds, cores)
+    if args.block < 2 or args.turns < 2:
+        parser.error(f"--block {args.block} --turns {args.turns}: at least 2 rounds a turn and 2 turns")
+    config = workload(args.workload, args.local_epochs, args.turns * args.block + 1, cores)
     config_path = Path(tempfile.mkdtemp(prefix="fedmr-overhead-")) / "config.json"
     config_path.write_text(json.dumps(config.to_dict()))
     load_dataset(config)  # decoded and cached before anything is timed
 
-    measures = {
-        "(a) fedmr-ray on Ray": lambda: on_ray(config),
-        "(b) plain PyTorch, 1 process, 1 thread": lambda: plain(config, 1),
-        f"(c) plain PyTorch, 1 process, {cores} threads": lambda: plain(config, cores),
-        f"(d) plain PyTorch, {cores} processes side by side": lambda: side_by_side(config_path, cores),
-    }
-    # in turn, `repeats` times: a drift of the machine's speed reaches every row alike
-    seconds: dict[str, list[float]] = {name: [] for name in measures}
-    for _ in range(args.repeats):
-        for name, measure in measures.items():
-            seconds[name] += measure()
+    seconds = measure(config, config_path, cores, args.block)
     rows = {name: statistics.median(values) for name, values in seconds.items()}
+    a_rounds, b_rounds = seconds["(a) fedmr-ray on Ray"], seconds["(b) plain PyTorch, 1 process, 1 thread"]
     if args.flower_python:
         flower_s = flower(args.flower_python, config_path, cores)
         if flower_s is not None:
-            rows["(e) Flower 1.41 simulation (Ray backend)"] = flower_s
+            rows[FLOWER] = flower_s
     bound = rows["(b) plain PyTorch, 1 process, 1 thread"] / cores
     reachable = rows[f"(d) plain PyTorch, {cores} processes side by side"]
     a = rows["(a) fedmr-ray on Ray"]
     print(f"workload: {args.workload} ({config.model}), {config.clients} clients, {config.cohort_size} per round, "
           f"{args.local_epochs} local epochs, batch {config.train.batch_size}, FedAvg; {cores} cores; "
-          f"median s/round of rounds 2..{args.rounds}, {args.repeats} times each in turn; "
+          f"median s/round of {len(a_rounds)} rounds each, (a) to (d) taking turns {args.block} rounds at a time; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'run':48} {'s/round':>8} {'x bound':>8} {'x (d)':>8}")
-    for name, seconds in rows.items():
-        print(f"{name:48} {seconds:8.3f} {seconds / bound:8.2f} {seconds / reachable:8.2f}")
-    print(f"compute bound (b) / {cores} cores: {bound:.3f} s/round; (a) / bound = {a / bound:.2f}; "
-          f"(a) / (d) = {a / reachable:.2f}")
-    if "(e) Flower 1.41 simulation (Ray backend)" in rows:
-        print(f"Flower / fedmr-ray: {rows['(e) Flower 1.41 simulation (Ray backend)'] / a:.2f}")
+    for name, value in rows.items():
+        print(f"{name:48} {value:8.3f} {value / bound:8.2f} {value / reachable:8.2f}")
+    paired = statistics.median(x / (y / cores) for x, y in zip(a_rounds, b_rounds))
+    print(f"compute bound (b) / {cores} cores: {bound:.3f} s/round; (a) / bound = {a / bound:.2f} "
+          f"(round by round: median {paired:.2f}, range {min(x / (y / cores) for x, y in zip(a_rounds, b_rounds)):.2f}"
+          f"-{max(x / (y / cores) for x, y in zip(a_rounds, b_rounds)):.2f}); (a) / (d) = {a / reachable:.2f}")
+    if FLOWER in rows:
+        print(f"Flower / fedmr-ray: {rows[FLOWER] / a:.2f}")
 
 
 if __name__ == "__main__":
