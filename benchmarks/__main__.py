@@ -17,7 +17,7 @@ import time
 BENCHMARKS = [
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "8"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--turns", "4"],
-    ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "6"],
+    ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "5"],
     ["benchmarks.coordinator"],
     ["benchmarks.scale", "--algorithms", "fedmr"],
     ["benchmarks.long_run", "--rounds", "300"],

@@ -11,7 +11,8 @@ The same rounds (same data, partition, model, cohorts, local steps and shuffles;
   (d) `cores` plain processes side by side, each training its share of every cohort: the
       parallel speed this machine really delivers, a bound that can be reached;
   (e) Flower's simulation engine (flwr, its Ray backend) running the same client code, when a
-      Python with flwr is given (a separate venv: see benchmarks/RESULTS.md).
+      Python with flwr is given (a separate venv: see benchmarks/RESULTS.md); after the others,
+      FLOWER_ROUNDS rounds (it cannot take turns).
 (a) to (d) take turns, `--block` rounds at a time (fedmr-ray's executors wait while the plain
 processes train the same rounds, each in processes of its own), so that a drift of the machine's
 speed, which on a shared VM reaches tens of percent within minutes, reaches every row alike.
@@ -24,6 +25,7 @@ synthetic = the default job.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -43,6 +45,7 @@ from fedmr_ray.models import ModelSpec, initial_state
 
 FLOWER_PEER = Path(__file__).with_name("flower_peer.py")
 FLOWER = "(e) Flower 1.41 simulation (Ray backend)"
+FLOWER_ROUNDS = 6  # it takes seconds a round: the median of rounds 2 to 6
 
 
 def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfig:
@@ -177,7 +180,9 @@ def main() -> None:
     rows = {name: statistics.median(values) for name, values in seconds.items()}
     a_rounds, b_rounds = seconds["(a) fedmr-ray on Ray"], seconds["(b) plain PyTorch, 1 process, 1 thread"]
     if args.flower_python:
-        flower_s = flower(args.flower_python, config_path, cores)
+        flower_config = config_path.with_name("flower.json")
+        flower_config.write_text(json.dumps(dataclasses.replace(config, rounds=FLOWER_ROUNDS).to_dict()))
+        flower_s = flower(args.flower_python, flower_config, cores)
         if flower_s is not None:
             rows[FLOWER] = flower_s
     bound = rows["(b) plain PyTorch, 1 process, 1 thread"] / cores
