@@ -178,27 +178,25 @@ def main() -> None:
 
     seconds = measure(config, config_path, cores, args.block)
     rows = {name: statistics.median(values) for name, values in seconds.items()}
-    a_rounds, b_rounds = seconds["(a) fedmr-ray on Ray"], seconds["(b) plain PyTorch, 1 process, 1 thread"]
+    a_name, b_name, _, d_name = seconds  # (a) to (d), in order
+    ratios = [x / (y / cores) for x, y in zip(seconds[a_name], seconds[b_name])]  # round by round
     if args.flower_python:
         flower_config = config_path.with_name("flower.json")
         flower_config.write_text(json.dumps(dataclasses.replace(config, rounds=FLOWER_ROUNDS).to_dict()))
         flower_s = flower(args.flower_python, flower_config, cores)
         if flower_s is not None:
             rows[FLOWER] = flower_s
-    bound = rows["(b) plain PyTorch, 1 process, 1 thread"] / cores
-    reachable = rows[f"(d) plain PyTorch, {cores} processes side by side"]
-    a = rows["(a) fedmr-ray on Ray"]
+    bound, reachable, a = rows[b_name] / cores, rows[d_name], rows[a_name]
     print(f"workload: {args.workload} ({config.model}), {config.clients} clients, {config.cohort_size} per round, "
           f"{args.local_epochs} local epochs, batch {config.train.batch_size}, FedAvg; {cores} cores; "
-          f"median s/round of {len(a_rounds)} rounds each, (a) to (d) taking turns {args.block} rounds at a time; "
+          f"median s/round of {len(ratios)} rounds each, (a) to (d) taking turns {args.block} rounds at a time; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'run':48} {'s/round':>8} {'x bound':>8} {'x (d)':>8}")
     for name, value in rows.items():
         print(f"{name:48} {value:8.3f} {value / bound:8.2f} {value / reachable:8.2f}")
-    paired = statistics.median(x / (y / cores) for x, y in zip(a_rounds, b_rounds))
     print(f"compute bound (b) / {cores} cores: {bound:.3f} s/round; (a) / bound = {a / bound:.2f} "
-          f"(round by round: median {paired:.2f}, range {min(x / (y / cores) for x, y in zip(a_rounds, b_rounds)):.2f}"
-          f"-{max(x / (y / cores) for x, y in zip(a_rounds, b_rounds)):.2f}); (a) / (d) = {a / reachable:.2f}")
+          f"(round by round: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}); "
+          f"(a) / (d) = {a / reachable:.2f}")
     if FLOWER in rows:
         print(f"Flower / fedmr-ray: {rows[FLOWER] / a:.2f}")
 

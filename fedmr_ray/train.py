@@ -216,21 +216,30 @@ class ClientTrainer:
     def _inputs(self, batches: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x, y, loss weights) of one batch per client, stacked: [clients, batch, ...]."""
         lengths = [len(rows) for rows in batches]
-        width = self.train_config.batch_size if self.padded else max(lengths)
-        if min(lengths) == width:
-            rows = np.stack(batches)
-        else:
-            rows = np.stack([np.resize(batch, width) for batch in batches])
-        index = torch.from_numpy(rows)
-        return (self._x[index].to(self.device), self._y[index].to(self.device),
-                self._loss_weights(width)[lengths])
+        width = self._width(max(lengths))
+        x, y = self._select(np.stack([self._pad(rows, width) for rows in batches]))
+        return x, y, self._loss_weights(width)[lengths]
 
     def _input(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x, y, loss weights) of one batch: `_inputs` for one client."""
-        width = self.train_config.batch_size if self.padded else len(rows)
-        index = torch.from_numpy(rows if len(rows) == width else np.resize(rows, width))
-        x, y = torch.index_select(self._x, 0, index), torch.index_select(self._y, 0, index)  # 3x faster than x[index]
-        return x.to(self.device), y.to(self.device), self._loss_weights(width)[len(rows)]
+        width = self._width(len(rows))
+        x, y = self._select(self._pad(rows, width))
+        return x, y, self._loss_weights(width)[len(rows)]
+
+    def _width(self, longest: int) -> int:
+        """A step's batch width: the full batch size where short batches are padded."""
+        return self.train_config.batch_size if self.padded else longest
+
+    @staticmethod
+    def _pad(rows: np.ndarray, width: int) -> np.ndarray:
+        return rows if len(rows) == width else np.resize(rows, width)
+
+    def _select(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples (x, y) at these rows, shaped as `rows`, on the device (index_select on the
+        flat rows: 3x faster than x[index])."""
+        index = torch.from_numpy(rows.reshape(-1))
+        x, y = torch.index_select(self._x, 0, index), torch.index_select(self._y, 0, index)
+        return x.view(*rows.shape, *x.shape[1:]).to(self.device), y.view(rows.shape).to(self.device)
 
     @functools.cache
     def _loss_weights(self, width: int) -> torch.Tensor:

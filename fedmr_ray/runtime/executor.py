@@ -15,7 +15,7 @@ from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.runtime.entries import Pack, Where, bundle, pack, pick
 from fedmr_ray.runtime.pool import CallLayout
-from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
+from fedmr_ray.train import ClientTrainer, TrainJob
 
 
 @ray.remote
