@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmr_ray.runtime.entries import PACK_LIMIT, Part, alone_by_size, bundle, locate, pack, pick, unbundle, unpack
+from fedmr_ray.runtime.entries import CHUNK_LIMIT, PACK_LIMIT, Part, alone_by_size, bundle, locate, pack, pick, unbundle, unpack
 
 
 def arrays() -> list[np.ndarray]:
@@ -16,13 +16,19 @@ def arrays() -> list[np.ndarray]:
 
 
 def test_a_pack_gives_back_each_array_bit_for_bit_as_a_view():
-    items = arrays()
-    packed = pack(items)
-    assert packed[0].dtype == np.uint8 and packed[0].ndim == 1  # one buffer: Ray reads it as one
-    for i, item in enumerate(items):
-        out = unpack(packed, i)
-        assert out.dtype == item.dtype and out.shape == item.shape and out.tobytes() == item.tobytes()
-        assert out.base is not None  # a view, not a copy
+    rng = np.random.default_rng(1)
+    many = [rng.standard_normal(n).astype(np.float32) for n in (70_000, 90_000, 5, 80_000, 60_000, 1)]
+    for items in (arrays(), many, arrays()[:3]):
+        packed = pack(items)
+        chunks = packed[0]
+        # byte buffers (Ray reads each as one), none over CHUNK_LIMIT (Ray copies those with threads)
+        assert all(c.dtype == np.uint8 and c.ndim == 1 and c.nbytes <= CHUNK_LIMIT for c in chunks)
+        assert len(chunks) <= -(-sum(a.nbytes + 64 for a in items) // CHUNK_LIMIT) + 1
+        for i, item in enumerate(items):
+            out = unpack(packed, i)
+            assert out.dtype == item.dtype and out.shape == item.shape and out.tobytes() == item.tobytes()
+            assert out.base is not None  # a view, not a copy
+    assert len(pack(many)[0]) == 2  # 1.2 MB: two chunks
     assert pack([])[1] == ()
 
 

@@ -10,10 +10,14 @@ fetches only the large entries it needs (FedMR's recombined models take each ent
 client's model). An entry is thus an ObjectRef (the object is the array) or a Part (an index into
 a pack); calls get the distinct objects as arguments, and where each entry is among them.
 
-A pack is one byte buffer and where each array lies in it, not a list of arrays: a recombined
-model's entries come from many packs, and Ray reads a list of n arrays as n arrays (a call
-training 64 of 10,000 recombined models read every pack of the round: 60,000 arrays, 0.2 s),
-a buffer as one; an entry is then a view into it.
+A pack is a few byte buffers (chunks) and where each array lies in them, not a list of arrays:
+a recombined model's entries come from many packs, and Ray reads a list of n arrays as n arrays
+(a call training 64 of 10,000 recombined models read every pack of the round: 60,000 arrays,
+0.2 s), a buffer as one; an entry is then a view into one. A chunk holds at most CHUNK_LIMIT
+bytes: Ray copies a larger buffer into the store with 6 threads it starts for the copy
+(parallel_memcopy), which on a machine whose cores all train costs more than it saves (a call
+returning 3.5 MB, the other core busy: 4-5.5 ms beyond its work as one buffer, 2.5-3.5 ms as
+1 MB chunks).
 """
 
 from __future__ import annotations
@@ -63,26 +67,34 @@ def pick(where: Where, objects: Sequence) -> list[np.ndarray]:
     return [unpack(objects[w[0]], w[1]) if isinstance(w, tuple) else objects[w] for w in where]
 
 
-Pack = tuple[np.ndarray, tuple[tuple[int, str, tuple[int, ...]], ...]]  # bytes; (offset, dtype, shape) each
+# chunks; per array (its chunk, offset, dtype, shape)
+Pack = tuple[tuple[np.ndarray, ...], tuple[tuple[int, int, str, tuple[int, ...]], ...]]
 ALIGN = 64
+CHUNK_LIMIT = 1 << 20  # Ray's threshold for copying a buffer with threads (kMemcopyDefaultThreshold)
 
 
 def pack(arrays: Sequence[np.ndarray]) -> Pack:
-    layout, offset = [], 0
+    """The arrays in chunks of at most CHUNK_LIMIT bytes (an array larger than that in one of its
+    own), each array at an ALIGN-byte offset."""
+    layout, sizes, offset = [], [], 0
     for array in arrays:
-        layout.append((offset, array.dtype.str, array.shape))
-        offset += -(-array.nbytes // ALIGN) * ALIGN
-    buffer = np.empty(offset, dtype=np.uint8)
-    for (start, _, _), array in zip(layout, arrays):
-        buffer[start:start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    return buffer, tuple(layout)
+        nbytes = -(-array.nbytes // ALIGN) * ALIGN
+        if offset and offset + nbytes > CHUNK_LIMIT:
+            sizes.append(offset)
+            offset = 0
+        layout.append((len(sizes), offset, array.dtype.str, array.shape))
+        offset += nbytes
+    chunks = [np.empty(size, dtype=np.uint8) for size in [*sizes, offset]]
+    for (chunk, start, _, _), array in zip(layout, arrays):
+        chunks[chunk][start:start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return tuple(chunks), tuple(layout)
 
 
 def unpack(packed: Pack, index: int) -> np.ndarray:
-    """Array `index` of a pack: a view of its buffer."""
-    buffer, layout = packed
-    start, dtype, shape = layout[index]
-    return np.ndarray(shape, dtype, buffer, start)  # one call: a combine call reads hundreds
+    """Array `index` of a pack: a view of its chunk."""
+    chunks, layout = packed
+    chunk, start, dtype, shape = layout[index]
+    return np.ndarray(shape, dtype, chunks[chunk], start)  # one call: a combine call reads hundreds
 
 
 def bundle(arrays: Sequence[np.ndarray], alone: Sequence[bool]) -> tuple:
