@@ -7,7 +7,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from fedmr_ray import RuntimeConfig, SimulationConfig, TrainConfig, simulate
+from fedmr_ray import SimulationConfig, TrainConfig, simulate
 from runs import results
 
 NODE = {"num_cpus": 1, "object_store_memory": 150 * 1024**2}
