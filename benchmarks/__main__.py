@@ -18,6 +18,7 @@ BENCHMARKS = [
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "8"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--turns", "4"],
     ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "5"],
+    ["benchmarks.pool"],
     ["benchmarks.coordinator"],
     ["benchmarks.scale", "--algorithms", "fedmr"],
     ["benchmarks.long_run", "--rounds", "300"],

@@ -46,12 +46,13 @@ class FemnistCNN(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, kernel_size=5)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=5)
+        self.pool = nn.MaxPool2d(2)  # the reference's F.max_pool2d(x, 2), as a module: see models/pool.py
         self.fc1 = nn.Linear(512, 256)
         self.fc2 = nn.Linear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        x = F.relu(self.pool(self.conv1(x)))
+        x = F.relu(self.pool(self.conv2(x)))
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)
 

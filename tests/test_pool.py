@@ -1,0 +1,90 @@
+"""The trainer's 2x2 max-pooling (models/pool.py): torch's numbers to the bit, on the real models."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedmr_ray.config import TrainConfig
+from fedmr_ray.data import FederatedDataset
+from fedmr_ray.models import ModelSpec, initial_state
+from fedmr_ray.models.pool import FAST_MIN_ELEMENTS, FastMaxPool2d, fast_pool_is_exact, max_pool2x2, use_fast_pools
+from fedmr_ray.train import ClientTrainer, TrainJob
+
+
+def same(x: torch.Tensor) -> bool:
+    """max_pool2x2 gives F.max_pool2d's output bits and input gradient on x."""
+    mine, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out, ref = max_pool2x2(mine), F.max_pool2d(theirs, 2)
+    grad = torch.randn(ref.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    ref.backward(grad)
+    bits = torch.int64 if x.dtype == torch.float64 else torch.int32
+    return torch.equal(out.detach().view(bits), ref.detach().view(bits)) and torch.equal(mine.grad, theirs.grad)
+
+
+def test_the_check_the_trainer_relies_on_passes_here():
+    assert fast_pool_is_exact()
+
+
+@pytest.mark.parametrize("shape", [(50, 6, 24, 24), (7, 16, 24, 24), (4, 64, 32, 32), (20, 3, 10, 10)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_outputs_and_gradients_as_torch_on_activations_full_of_ties(shape, dtype):
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.randn(shape, generator=generator, dtype=dtype)
+    # ReLU outputs: a third of the windows all zeros; and equal values in many others
+    for x in (F.relu(conv), torch.round(conv * 2), torch.where(conv.abs() < 0.3, -0.0, conv)):
+        assert same(x.contiguous())
+
+
+def test_windows_with_a_nan_or_an_infinity_give_torchs_result():
+    x = torch.relu(torch.randn(50, 6, 24, 24))
+    for value in (float("nan"), float("inf"), float("-inf")):
+        y = x.clone()
+        y[3, 2, 5, 6] = value
+        y[3, 2, 4, 7] = value
+        assert same(y)
+
+
+def test_small_odd_and_strided_inputs_take_torchs_kernel():
+    assert FAST_MIN_ELEMENTS > 10 * 6 * 24 * 24
+    for x in (torch.randn(10, 6, 24, 24), torch.randn(50, 6, 25, 23), torch.randn(50, 6, 48, 24)[:, :, ::2]):
+        assert same(x)
+
+
+def test_the_models_2x2_pools_are_swapped_and_no_other():
+    spec = {name: ModelSpec(name, 10, shape) for name, shape in
+            [("cnn", (1, 28, 28)), ("cnn-femnist", (1, 28, 28)), ("vgg16", (3, 32, 32)), ("resnet20", (1, 28, 28)),
+             ("mlp", (60,))]}
+    counts = {name: use_fast_pools(s.build()) for name, s in spec.items()}
+    assert counts == {"cnn": 1, "cnn-femnist": 1, "vgg16": 5, "resnet20": 0, "mlp": 0}
+    model = spec["cnn"].build()
+    use_fast_pools(model)
+    assert isinstance(model.pool, FastMaxPool2d) and not isinstance(model.conv1, FastMaxPool2d)
+    assert list(model.state_dict()) == list(spec["cnn"].build().state_dict())
+    resnet = spec["resnet20"].build()
+    use_fast_pools(resnet)
+    assert type(resnet.stem_pool) is nn.MaxPool2d  # 3x3, stride 1: torch's
+
+
+@pytest.mark.parametrize("model", ["cnn", "cnn-femnist"])
+def test_a_trainer_with_fast_pools_trains_clients_to_the_bit_as_with_torchs(model):
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    n = 240
+    x = ((rng.random((n, 1, 28, 28)) > 0.6) * rng.random((n, 1, 28, 28)) * 2 - 1).astype(np.float32)  # flat background
+    y = rng.integers(0, 10, n)
+    data = FederatedDataset("images", x, y, x[:40], y[:40], np.array([0, 120, 170, 240]), 10)
+    spec = ModelSpec(model, 10, (1, 28, 28))
+    config = TrainConfig(local_epochs=2, batch_size=50, momentum=0.5)
+    fast, plain = ClientTrainer(spec, data, config, seed=4), ClientTrainer(spec, data, config, seed=4)
+    assert fast.fast_pools == 1 and isinstance(fast.model.pool, FastMaxPool2d)
+    plain.model.pool = nn.MaxPool2d(2)
+    start = initial_state(spec, 4)
+    for client in range(3):
+        job = TrainJob(0, client, 2)
+        a, b = fast.train(job, start), plain.train(job, start)
+        assert a.result == b.result
+        assert all(np.array_equal(u, v) for u, v in zip(a.entries, b.entries))
+    assert fast.evaluate(a.entries) == plain.evaluate(a.entries)
