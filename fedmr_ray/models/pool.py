@@ -122,13 +122,16 @@ def fast_pool_is_exact() -> bool:
     nan[0, 0, :2, :2] = torch.tensor([[1.0, float("nan")], [float("nan"), 2.0]])
     inf[1, 3, 4, 4] = float("inf")
     inputs = [ties, zeros, nan, inf, ties[:, :2, :8, :8].contiguous(), torch.randn(shape, generator=generator)]
-    for x in inputs + [v.float() for v in inputs]:
-        mine, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        out, ref = max_pool2x2(mine), F.max_pool2d(theirs, 2)
-        grad = torch.randn(ref.shape, generator=generator, dtype=x.dtype)
-        out.backward(grad)
-        ref.backward(grad)
-        bits = torch.int64 if x.dtype == torch.float64 else torch.int32
-        if not (torch.equal(out.detach().view(bits), ref.detach().view(bits)) and torch.equal(mine.grad, theirs.grad)):
-            return False
-    return True
+    return all(matches_torch(x, generator) for x in inputs + [v.float() for v in inputs])
+
+
+def matches_torch(x: torch.Tensor, generator: torch.Generator) -> bool:
+    """Whether max_pool2x2 gives F.max_pool2d's output bits and input gradient on x, for a
+    gradient from the generator flowing back."""
+    mine, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out, ref = max_pool2x2(mine), F.max_pool2d(theirs, 2)
+    grad = torch.randn(ref.shape, generator=generator, dtype=x.dtype)
+    out.backward(grad)
+    ref.backward(grad)
+    bits = torch.int64 if x.dtype == torch.float64 else torch.int32
+    return torch.equal(out.detach().view(bits), ref.detach().view(bits)) and torch.equal(mine.grad, theirs.grad)
