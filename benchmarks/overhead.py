@@ -12,8 +12,11 @@ The same rounds (same data, partition, model, cohorts, local steps and shuffles;
       parallel speed this machine really delivers, a bound that can be reached;
   (e) Flower's simulation engine (flwr, its Ray backend) running the same client code, when a
       Python with flwr is given (a separate venv: see benchmarks/RESULTS.md); after the others,
-      FLOWER_ROUNDS rounds (it cannot take turns).
-(a) to (d) take turns, `--block` rounds at a time (fedmr-ray's executors wait while the plain
+      FLOWER_ROUNDS rounds (it cannot take turns);
+  (f) fedmr-ray's own trainer (train.ClientTrainer, what its executors run), one process, one
+      thread, no Ray: (f) / cores is its training's compute bound, and (a) over it what the
+      runtime adds (its calls and waits, the FedAvg sums, Ray's processes, two busy cores).
+(a) to (d) and (f) take turns, `--block` rounds at a time (fedmr-ray's executors wait while the plain
 processes train the same rounds, each in processes of its own), so that a drift of the machine's
 speed, which on a shared VM reaches tens of percent within minutes, reaches every row alike.
 Medians of the rounds after the first turn (warm-up) but the first of each turn (it wakes
@@ -39,13 +42,16 @@ import torch
 
 from benchmarks.plain_loop import train_round
 from fedmr_ray import AlgorithmConfig, DataConfig, RuntimeConfig, SimulationConfig, TrainConfig, simulate
+from fedmr_ray.algorithms.base import size_weights, weighted_sum
 from fedmr_ray.data import load_dataset
 from fedmr_ray.federation import sample_cohort
 from fedmr_ray.models import ModelSpec, initial_state
+from fedmr_ray.train import ClientTrainer, TrainJob
 
 FLOWER_PEER = Path(__file__).with_name("flower_peer.py")
 FLOWER = "(e) Flower 1.41 simulation (Ray backend)"
 FLOWER_ROUNDS = 6  # it takes seconds a round: the median of rounds 2 to 6
+TRAINER = "(f) fedmr-ray's trainer, 1 process, 1 thread"
 
 
 def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfig:
@@ -70,24 +76,48 @@ class PlainLoop:
         self.rows = [data.client_rows(c) for c in range(data.num_clients)]
 
     def round(self, r: int) -> float:
-        """Trains round r; its seconds."""
-        cfg, t = self.config, self.config.train
+        """Trains round r (this process's share of its cohort); its seconds."""
+        cfg = self.config
         cohort = sample_cohort(cfg.seed, r, cfg.clients, cfg.cohort_size).tolist()[self.share[0]::self.share[1]]
         start = time.perf_counter()
-        self.state = train_round(self.model, self.state, self.x, self.y, self.rows, cohort, cfg.seed, r,
-                                 t.local_epochs, t.batch_size, t.lr, t.momentum)
+        self.train(r, cohort)
         return time.perf_counter() - start
+
+    def train(self, r: int, cohort: list[int]) -> None:
+        t = self.config.train
+        self.state = train_round(self.model, self.state, self.x, self.y, self.rows, cohort, self.config.seed, r,
+                                 t.local_epochs, t.batch_size, t.lr, t.momentum)
+
+
+class TrainerLoop(PlainLoop):
+    """The same rounds trained by fedmr-ray's own ClientTrainer (what its executors run), no Ray,
+    then FedAvg's weighted sum as fedmr-ray takes it."""
+
+    def __init__(self, config: SimulationConfig, share: tuple[int, int] = (0, 1)):
+        self.config, self.share = config, share
+        data = load_dataset(config)  # as the executors get it: generated clients are made as they train
+        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
+        self.trainer = ClientTrainer(spec, data, config.train, config.seed)
+        self.state = initial_state(spec, config.seed)
+        self.sizes = data.client_sizes()
+
+    def train(self, r: int, cohort: list[int]) -> None:
+        trained = self.trainer.train_many([TrainJob(i, c, r) for i, c in enumerate(cohort)], [self.state] * len(cohort))
+        weights = size_weights(self.sizes[cohort])
+        self.state = [weighted_sum([t.entries[e] for t in trained], weights) for e in range(len(self.state))]
 
 
 class PlainProcesses:
-    """Plain-loop processes, each on its share of every cohort with `threads` threads; a round's
-    time is the slowest's. None of them runs in the driver: every loop keeps its process, and
-    fedmr-ray's driver stays as idle as when it runs alone."""
+    """Plain-loop processes (fedmr-ray's trainer's with `trainer`), each on its share of every
+    cohort with `threads` threads; a round's time is the slowest's. None of them runs in the
+    driver: every loop keeps its process, and fedmr-ray's driver stays as idle as when it runs
+    alone."""
 
-    def __init__(self, config_path: Path, processes: int, threads: int):
+    def __init__(self, config_path: Path, processes: int, threads: int, trainer: bool = False):
         self.procs = [subprocess.Popen(
             [sys.executable, "-m", "benchmarks.overhead", "--plain-share", str(k), str(processes), str(threads),
-             "--config", str(config_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             "--config", str(config_path), *(["--trainer"] if trainer else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for k in range(processes)]
 
     def round(self, r: int) -> float:
@@ -102,10 +132,10 @@ class PlainProcesses:
             proc.wait()
 
 
-def serve_share(config: SimulationConfig, share: tuple[int, int], threads: int) -> None:
-    """One plain-loop process: trains each round asked on stdin, answers its seconds."""
-    loop = PlainLoop(config, share)
+def serve_share(config: SimulationConfig, share: tuple[int, int], threads: int, trainer: bool) -> None:
+    """One plain-loop (or trainer) process: trains each round asked on stdin, answers its seconds."""
     torch.set_num_threads(threads)
+    loop = (TrainerLoop if trainer else PlainLoop)(config, share)
     for line in sys.stdin:
         print(loop.round(int(line)), flush=True)
 
@@ -120,15 +150,16 @@ def flower(python: str, config_path: Path, cores: int) -> float | None:
 
 
 def measure(config: SimulationConfig, config_path: Path, cores: int, block: int) -> dict[str, list[float]]:
-    """Seconds of the rounds of (a) to (d), taking turns `block` rounds at a time. Not counted:
+    """Seconds of the rounds of (a) to (d) and (f), taking turns `block` rounds at a time. Not counted:
     the first turn (warm-up: in trials here the first turn's rounds of (a) and (d) ran 10-30%
     slower than later ones), the first round of each turn (it wakes processes that waited),
     fedmr-ray's last round (it evaluates)."""
     names = ["(a) fedmr-ray on Ray", "(b) plain PyTorch, 1 process, 1 thread",
-             f"(c) plain PyTorch, 1 process, {cores} threads", f"(d) plain PyTorch, {cores} processes side by side"]
+             f"(c) plain PyTorch, 1 process, {cores} threads", f"(d) plain PyTorch, {cores} processes side by side",
+             TRAINER]
     seconds: dict[str, list[float]] = {name: [] for name in names}
     plain = [PlainProcesses(config_path, 1, 1), PlainProcesses(config_path, 1, cores),
-             PlainProcesses(config_path, cores, 1)]
+             PlainProcesses(config_path, cores, 1), PlainProcesses(config_path, 1, 1, trainer=True)]
     last = [0.0]  # when fedmr-ray's last round ended, or its turn began
 
     def turn(record, elapsed) -> None:
@@ -158,15 +189,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["fmnist", "synthetic"], default="fmnist")
     parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--turns", type=int, default=6, help="turns of each of (a) to (d), the first a warm-up")
+    parser.add_argument("--turns", type=int, default=6, help="turns of each of (a) to (d) and (f), the first a warm-up")
     parser.add_argument("--block", type=int, default=3, help="rounds a turn (the first not counted)")
     parser.add_argument("--flower-python", default=os.environ.get("FLOWER_PYTHON"))
     parser.add_argument("--plain-share", nargs=3, type=int, help=argparse.SUPPRESS)  # k, n, threads
     parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--trainer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_share:  # one of the side-by-side processes
         k, n, threads = args.plain_share
-        serve_share(SimulationConfig.from_dict(json.loads(Path(args.config).read_text())), (k, n), threads)
+        serve_share(SimulationConfig.from_dict(json.loads(Path(args.config).read_text())), (k, n), threads,
+                    args.trainer)
         return
     cores = os.cpu_count() or 1
     if args.block < 2 or args.turns < 2:
@@ -178,7 +211,7 @@ def main() -> None:
 
     seconds = measure(config, config_path, cores, args.block)
     rows = {name: statistics.median(values) for name, values in seconds.items()}
-    a_name, b_name, _, d_name = seconds  # (a) to (d), in order
+    a_name, b_name, _, d_name, _ = seconds  # (a) to (d), (f), in order
     ratios = [x / (y / cores) for x, y in zip(seconds[a_name], seconds[b_name])]  # round by round
     if args.flower_python:
         flower_config = config_path.with_name("flower.json")
@@ -186,10 +219,11 @@ def main() -> None:
         flower_s = flower(args.flower_python, flower_config, cores)
         if flower_s is not None:
             rows[FLOWER] = flower_s
+    rows[TRAINER] = rows.pop(TRAINER)  # after Flower's (e)
     bound, reachable, a = rows[b_name] / cores, rows[d_name], rows[a_name]
     print(f"workload: {args.workload} ({config.model}), {config.clients} clients, {config.cohort_size} per round, "
           f"{args.local_epochs} local epochs, batch {config.train.batch_size}, FedAvg; {cores} cores; "
-          f"median s/round of {len(ratios)} rounds each, (a) to (d) taking turns {args.block} rounds at a time; "
+          f"median s/round of {len(ratios)} rounds each, (a) to (d) and (f) taking turns {args.block} rounds at a time; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'run':48} {'s/round':>8} {'x bound':>8} {'x (d)':>8}")
     for name, value in rows.items():
@@ -197,6 +231,10 @@ def main() -> None:
     print(f"compute bound (b) / {cores} cores: {bound:.3f} s/round; (a) / bound = {a / bound:.2f} "
           f"(round by round: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}); "
           f"(a) / (d) = {a / reachable:.2f}")
+    own = rows[TRAINER] / cores
+    print(f"fedmr-ray's own training bound (f) / {cores} cores: {own:.3f} s/round; (a) / it = {a / own:.2f} "
+          f"(what the runtime adds: calls, waits, the FedAvg sums, Ray's processes, cores shared); "
+          f"(f) / (b) = {rows[TRAINER] / rows[b_name]:.2f}")
     if FLOWER in rows:
         print(f"Flower / fedmr-ray: {rows[FLOWER] / a:.2f}")
 
