@@ -15,10 +15,10 @@ import sys
 import time
 
 BENCHMARKS = [
-    ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "8"],
+    ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "6"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--turns", "4"],
-    ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "5"],
-    ["benchmarks.pool"],
+    ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "4"],
+    ["benchmarks.pool", "--rounds", "5"],
     ["benchmarks.coordinator"],
     ["benchmarks.scale", "--algorithms", "fedmr"],
     ["benchmarks.long_run", "--rounds", "300"],
