@@ -3,7 +3,7 @@
     python -m benchmarks [--flower-python PATH]
 
 Prints each benchmark's table as it finishes (13 minutes on the 2-core development machine,
-Flower's columns included: 785 s on 2026-11-25). The accuracy runs take hours: python -m benchmarks.accuracy.run.
+Flower's columns included: 776 s on 2026-11-25 at 04:02). The accuracy runs take hours: python -m benchmarks.accuracy.run.
 """
 
 from __future__ import annotations
