@@ -219,23 +219,24 @@ def main() -> None:
     if args.block < 2 or args.turns < 2:
         parser.error(f"--block {args.block} --turns {args.turns}: at least 2 rounds a turn and 2 turns")
     config = workload(args.workload, args.local_epochs, args.turns * args.block + 1, cores)
-    config_path = Path(tempfile.mkdtemp(prefix="fedmr-overhead-")) / "config.json"
-    config_path.write_text(json.dumps(config.to_dict()))
     load_dataset(config)  # decoded and cached before anything is timed
 
     # (f) / cores bounds fedmr-ray's own training only where its trainer takes clients one by one:
     # trained many at once, a round takes at least its longest client's steps, one after another
     trainer_row = not trainer_vectorises(config)
-    seconds = measure(config, config_path, cores, args.block, trainer_row)
-    rows = {name: statistics.median(values) for name, values in seconds.items()}
+    with tempfile.TemporaryDirectory(prefix="fedmr-overhead-") as folder:  # the configs the processes read
+        config_path = Path(folder) / "config.json"
+        config_path.write_text(json.dumps(config.to_dict()))
+        seconds = measure(config, config_path, cores, args.block, trainer_row)
+        rows = {name: statistics.median(values) for name, values in seconds.items()}
+        if args.flower_python:
+            flower_config = config_path.with_name("flower.json")
+            flower_config.write_text(json.dumps(dataclasses.replace(config, rounds=FLOWER_ROUNDS).to_dict()))
+            flower_s = flower(args.flower_python, flower_config, cores)
+            if flower_s is not None:
+                rows[FLOWER] = flower_s
     a_name, b_name, _, d_name = list(seconds)[:4]  # (a) to (d), in order
     ratios = [x / (y / cores) for x, y in zip(seconds[a_name], seconds[b_name])]  # round by round
-    if args.flower_python:
-        flower_config = config_path.with_name("flower.json")
-        flower_config.write_text(json.dumps(dataclasses.replace(config, rounds=FLOWER_ROUNDS).to_dict()))
-        flower_s = flower(args.flower_python, flower_config, cores)
-        if flower_s is not None:
-            rows[FLOWER] = flower_s
     if trainer_row:
         rows[TRAINER] = rows.pop(TRAINER)  # after Flower's (e)
     bound, reachable, a = rows[b_name] / cores, rows[d_name], rows[a_name]
