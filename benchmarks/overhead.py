@@ -64,18 +64,12 @@ def workload(name: str, epochs: int, rounds: int, cores: int) -> SimulationConfi
     return SimulationConfig(**common)
 
 
-class PlainLoop:
-    """The workload's rounds as the plain loop trains them; `share` = (k, n): only every n-th
+class Rounds:
+    """The workload's rounds, timed, as a subclass trains them; `share` = (k, n): only every n-th
     client of a cohort from the k-th (one of n processes side by side)."""
 
     def __init__(self, config: SimulationConfig, share: tuple[int, int] = (0, 1)):
         self.config, self.share = config, share
-        data = load_dataset(config).materialize()
-        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
-        self.model = spec.build()
-        self.state = dict(zip(self.model.state_dict(), map(torch.from_numpy, initial_state(spec, config.seed))))
-        self.x, self.y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-        self.rows = [data.client_rows(c) for c in range(data.num_clients)]
 
     def round(self, r: int) -> float:
         """Trains round r (this process's share of its cohort); its seconds."""
@@ -86,17 +80,33 @@ class PlainLoop:
         return time.perf_counter() - start
 
     def train(self, r: int, cohort: list[int]) -> None:
+        raise NotImplementedError
+
+
+class PlainLoop(Rounds):
+    """The rounds as the plain loop (benchmarks/plain_loop.py) trains them."""
+
+    def __init__(self, config: SimulationConfig, share: tuple[int, int] = (0, 1)):
+        super().__init__(config, share)
+        data = load_dataset(config).materialize()
+        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
+        self.model = spec.build()
+        self.state = dict(zip(self.model.state_dict(), map(torch.from_numpy, initial_state(spec, config.seed))))
+        self.x, self.y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        self.rows = [data.client_rows(c) for c in range(data.num_clients)]
+
+    def train(self, r: int, cohort: list[int]) -> None:
         t = self.config.train
         self.state = train_round(self.model, self.state, self.x, self.y, self.rows, cohort, self.config.seed, r,
                                  t.local_epochs, t.batch_size, t.lr, t.momentum)
 
 
-class TrainerLoop(PlainLoop):
-    """The same rounds trained by fedmr-ray's own ClientTrainer (what its executors run), no Ray,
+class TrainerLoop(Rounds):
+    """The rounds as fedmr-ray's own ClientTrainer (what its executors run) trains them, no Ray,
     then FedAvg's weighted sum as fedmr-ray takes it."""
 
     def __init__(self, config: SimulationConfig, share: tuple[int, int] = (0, 1)):
-        self.config, self.share = config, share
+        super().__init__(config, share)
         data = load_dataset(config)  # as the executors get it: generated clients are made as they train
         spec = ModelSpec(config.model, data.num_classes, data.input_shape)
         self.trainer = ClientTrainer(spec, data, config.train, config.seed)
