@@ -18,7 +18,7 @@ BENCHMARKS = [
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "6"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--turns", "4"],
     ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "4"],
-    ["benchmarks.pool", "--rounds", "5"],
+    ["benchmarks.maxpool", "--rounds", "5"],
     ["benchmarks.coordinator"],
     ["benchmarks.scale", "--algorithms", "fedmr"],
     ["benchmarks.long_run", "--rounds", "300"],

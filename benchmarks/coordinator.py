@@ -22,15 +22,16 @@ import ray
 
 from fedmr_ray import AlgorithmConfig, DataConfig, RuntimeConfig, SimulationConfig, TrainConfig
 from fedmr_ray.runtime.driver import RayRun, ray_cluster
+from fedmr_ray.setup import prepare
 
 
 def measure(model: str, data: DataConfig, clients: int) -> dict:
     # three rounds, of which two run: the last would evaluate (vgg16 on CIFAR-10's test set: minutes)
-    config = SimulationConfig(clients=clients, fraction=10 / clients, rounds=3, eval_every=10**6, model=model,
-                              data=data, train=TrainConfig(local_epochs=1, batch_size=50),
-                              algorithm=AlgorithmConfig("fedmr"), runtime=RuntimeConfig(num_actors=2)).validate()
+    setup = prepare(SimulationConfig(clients=clients, fraction=10 / clients, rounds=3, eval_every=10**6, model=model,
+                                     data=data, train=TrainConfig(local_epochs=1, batch_size=50),
+                                     algorithm=AlgorithmConfig("fedmr"), runtime=RuntimeConfig(num_actors=2)))
     with ray_cluster(None):
-        run = RayRun(config)
+        run = RayRun(setup)
         summary = run.describe()
         run.step()
         second = run.step()

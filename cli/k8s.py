@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from fedmr_ray.cli.options import Sources, simulate_flags
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
+from fedmr_ray.setup import check
 
 RESULTS_MOUNT = "/mnt/results"
 RESULTS_VOLUME = "results"
@@ -36,8 +38,11 @@ _OWNED = {
     "address": "the job runs on the Ray cluster the RayJob creates",
     "serial": "a RayJob runs on Ray",
 }
-# simulate flags that only change what the command prints: passed through as they are
-_DISPLAY_ONLY = {"quiet"}
+# simulate flags that are no setting (--quiet only changes what the command prints: passed through)
+_NOT_SETTINGS = {
+    "config": "the file is not in the pod; give its settings as flags",
+    "resume": "a rendered job starts a run",
+}
 
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -169,39 +174,25 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _config_from_flags(params: dict[str, Any]) -> tuple[SimulationConfig, set[str]]:
-    """The SimulationConfig that `simulate` builds from its parsed flags (its parameters are named
-    after the config's fields; the algorithm's `name` is the `algorithm` flag), with the flags used."""
-    renamed = {"name": "algorithm"}
-
-    def pick(cls: type) -> dict[str, Any]:
-        wanted = {f.name: renamed.get(f.name, f.name) for f in fields(cls)}
-        return {field: params[flag] for field, flag in wanted.items() if flag in params}
-
-    nested = {f.name: f.default_factory for f in fields(SimulationConfig) if f.default_factory is not MISSING}
-    top = {k: v for k, v in pick(SimulationConfig).items() if k not in nested}
-    parts = {key: cls(**pick(cls)) for key, cls in nested.items()}
-    used = set(top) | {renamed.get(f.name, f.name) for cls in nested.values() for f in fields(cls)}
-    return SimulationConfig(**top, **parts), used & set(params)
-
-
 def check_simulate_flags(ctx: typer.Context, simulate_args: list[str],
                          gpus_per_actor: float) -> SimulationConfig:
     """Parse the flags with `fedmr-ray simulate`'s own command (unknown flags and bad types are its
-    usage errors) and validate them as it does; the job's --gpus-per-actor is render's."""
+    usage errors) and check them as it does, the data aside (only the cluster has it); the job's
+    --gpus-per-actor is render's."""
     root = ctx.find_root()
     command = root.command.get_command(root, "simulate")
     parsed = command.make_context("fedmr-ray simulate", list(simulate_args))
-    flag = {param.name: max(param.opts, key=len) for param in command.params}
+    flags = simulate_flags()
+    option = {param.name: max(param.opts, key=len) for param in command.params}
     given = {name for name in parsed.params if parsed.get_parameter_source(name).name == "COMMANDLINE"}
+    settings = {flag.name for flag in flags}
     refused = [(name, _OWNED[name]) for name in sorted(given & set(_OWNED))]
-    config, used = _config_from_flags({**parsed.params, "gpus_per_actor": gpus_per_actor, "output": None})
-    refused += [(name, "it sets nothing in the simulation's configuration")
-                for name in sorted(given - used - _DISPLAY_ONLY - set(_OWNED))]
+    refused += [(name, _NOT_SETTINGS[name]) for name in sorted((given - settings) & set(_NOT_SETTINGS))]
     if refused:
         name, why = refused[0]
-        raise ConfigError(f"{flag[name]} after --: not accepted by `fedmr-ray k8s render`: {why}")
-    return config.validate(data_here=False)  # the data is the cluster's
+        raise ConfigError(f"{option[name]} after --: not accepted by `fedmr-ray k8s render`: {why}")
+    params = {**parsed.params, "gpus_per_actor": gpus_per_actor}
+    return check(Sources(flags, params, given | {"gpus_per_actor"}).config())
 
 
 def check_workers(runtime: RuntimeConfig, gpu: WorkerGroup, cpu: WorkerGroup) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import inspect
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,25 +20,14 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click.core import ParameterSource
     from click.exceptions import NoArgsIsHelpError, UsageError
 
-from cli.k8s import k8s_app
 from fedmr_ray.api import Interrupted
-from fedmr_ray.config import (
-    AlgorithmConfig,
-    ConfigError,
-    DataConfig,
-    RuntimeConfig,
-    SimulationConfig,
-    TrainConfig,
-)
+from fedmr_ray.cli.k8s import k8s_app
+from fedmr_ray.cli.options import Flag, Sources, parameter, simulate_flags, with_parameters
+from fedmr_ray.config import ConfigError, SimulationConfig
+from fedmr_ray.results import read_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated Model Recombination (FedMR) simulated on Ray.")
-
-S, D, T, A, R = SimulationConfig, DataConfig, TrainConfig, AlgorithmConfig, RuntimeConfig
-
-
-def _opt(help_text: str, panel: str, **kwargs) -> typer.Option:
-    return typer.Option(help=help_text, rich_help_panel=panel, **kwargs)
 
 
 @app.callback()
@@ -47,215 +35,111 @@ def _commands() -> None:
     """Federated Model Recombination (FedMR) simulated on Ray."""
 
 
-FED, ALG, LOCAL, DATA, RAY, OUT = "Federation", "Algorithm", "Local training", "Data", "Ray", "Output"
-
-# The data and model flags, shared by `simulate` and `partition`.
-ModelOpt = Annotated[str, _opt("Model: mlp, cnn, cnn-femnist, resnet20, vgg16 (`fedmr-ray models` lists them "
-                               "with their sizes), or package.module:factory, a factory(num_classes, "
-                               "input_shape) -> nn.Module of your own.", DATA)]
-DatasetOpt = Annotated[str, _opt("Dataset: synthetic (LEAF Synthetic(alpha, beta), generated from the seed), "
-                                 "or, read from --data-dir: cifar10, cifar100, cifar100-coarse (its 20 "
-                                 "superclasses), mnist, fmnist, femnist (LEAF).", DATA)]
-DataDirOpt = Annotated[Path | None, _opt("Folder holding the dataset's files \\[default: for fmnist "
-                                         "/usr/share/datasets/fashion-mnist where present, else data/<dataset>].",
-                                         DATA, show_default=False)]
-CacheDirOpt = Annotated[Path | None, _opt("Where decoded datasets are cached \\[default: "
-                                          "$XDG_CACHE_HOME/fedmr-ray, else ~/.cache/fedmr-ray].",
-                                          DATA, show_default=False)]
-PartitionOpt = Annotated[str | None, _opt("How the training samples are split among the clients: iid, dirichlet "
-                                          "(label skew, see --alpha), shards (--shards-per-client label-sorted "
-                                          "shards each) or natural (the dataset's own users) \\[default: natural "
-                                          "for synthetic and femnist, else dirichlet].", DATA, show_default=False)]
-AlphaOpt = Annotated[float, _opt("Dirichlet partition: concentration; lower gives more label skew.", DATA)]
-ShardsOpt = Annotated[int, _opt("Shards partition: shards per client.", DATA)]
-MinSamplesOpt = Annotated[int, _opt("Dirichlet partition: redraw until every client holds this many samples.",
-                                    DATA)]
-PartitionFileOpt = Annotated[Path | None, _opt("Read the partition from a file: a run's partition.parquet "
-                                               "(client_id, sample_index), or JSON mapping client id -> list of "
-                                               "sample indices (the reference's format).", DATA,
-                                               show_default=False)]
-SyntheticAlphaOpt = Annotated[float, _opt("Synthetic: alpha, how much the clients' models differ.", DATA)]
-SyntheticBetaOpt = Annotated[float, _opt("Synthetic: beta, how much the clients' inputs differ.", DATA)]
-
-
-def _path(path: Path | None) -> str | None:
-    return None if path is None else str(path.expanduser().absolute())
-
-
-def _data_config(dataset: str, data_dir: Path | None, cache_dir: Path | None, partition: str | None, alpha: float,
-                 shards_per_client: int, min_samples: int, partition_file: Path | None, synthetic_alpha: float,
-                 synthetic_beta: float, augment: bool = False) -> DataConfig:
-    return DataConfig(
-        dataset=dataset, synthetic_alpha=synthetic_alpha, synthetic_beta=synthetic_beta, data_dir=_path(data_dir),
-        cache_dir=_path(cache_dir), partition=partition, alpha=alpha, shards_per_client=shards_per_client,
-        min_samples=min_samples, partition_file=_path(partition_file), augment=augment)
-
-
-@app.command()
-def simulate(
-    ctx: typer.Context,
-    clients: Annotated[int, _opt("Number of simulated clients.", FED)] = S.clients,
-    fraction: Annotated[float, _opt("Fraction of clients sampled per round, in (0, 1]; "
-                                    "K = max(1, int(fraction x clients)).", FED)] = S.fraction,
-    rounds: Annotated[int, _opt("Communication rounds.", FED)] = S.rounds,
-    eval_every: Annotated[int, _opt("Evaluate the global model every N rounds (and after the last).",
-                                    FED)] = S.eval_every,
-    seed: Annotated[int, _opt("Seed of every random number (data, init, sampling, training, "
-                              "recombination).", FED)] = S.seed,
-    algorithm: Annotated[str, _opt("fedmr, fedavg, fedprox, scaffold, moon, fedgen, clusamp or fedindep.",
-                                   ALG)] = A.name,
-    first_stage_bound: Annotated[int, _opt("FedMR: rounds before this one average the K models "
-                                           "(stage one); from it on they are recombined.", ALG)] = A.first_stage_bound,
-    granularity: Annotated[str, _opt("FedMR: what moves together: tensor (each state entry), layer "
-                                     "(each module), or block:P (chunks of about P x L entries).",
-                                     ALG)] = A.granularity,
-    diverse_init: Annotated[bool, _opt("FedMR: give each of the K models its own random "
-                                       "initialisation.", ALG)] = A.diverse_init,
-    mu: Annotated[float | None, _opt("FedProx: weight of the proximal term \\[default: 0.01]; MOON: weight "
-                                     "of the contrastive loss \\[default: 5].", ALG, show_default=False)] = A.mu,
-    server_lr: Annotated[float, _opt("SCAFFOLD: the server's step size.", ALG)] = A.server_lr,
-    temperature: Annotated[float, _opt("MOON: temperature of the contrastive loss.", ALG)] = A.temperature,
-    local_epochs: Annotated[int, _opt("Local epochs per round.", LOCAL)] = T.local_epochs,
-    batch_size: Annotated[int, _opt("Local batch size.", LOCAL)] = T.batch_size,
-    lr: Annotated[float, _opt("SGD learning rate.", LOCAL)] = T.lr,
-    momentum: Annotated[float, _opt("SGD momentum (a fresh optimizer every round).", LOCAL)] = T.momentum,
-    weight_decay: Annotated[float, _opt("SGD weight decay.", LOCAL)] = T.weight_decay,
-    client_batch: Annotated[int, _opt("Clients an executor trains at once, each step vectorised over "
-                                      "them, where that gives the same numbers as one by one (checked "
-                                      "at start; small models without dropout or BatchNorm); 1 trains "
-                                      "them one by one.", LOCAL)] = T.client_batch,
-    model: ModelOpt = S.model,
-    dataset: DatasetOpt = D.dataset,
-    data_dir: DataDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    partition: PartitionOpt = D.partition,
-    alpha: AlphaOpt = D.alpha,
-    shards_per_client: ShardsOpt = D.shards_per_client,
-    min_samples: MinSamplesOpt = D.min_samples,
-    partition_file: PartitionFileOpt = None,
-    augment: Annotated[bool, _opt("CIFAR: augment the training images with random crops (4-pixel padding) and "
-                                  "horizontal flips.", DATA)] = D.augment,
-    synthetic_alpha: SyntheticAlphaOpt = D.synthetic_alpha,
-    synthetic_beta: SyntheticBetaOpt = D.synthetic_beta,
-    num_actors: Annotated[int | None, _opt("Executor actors \\[default: as many as the cluster's "
-                                           "resources hold, at most one per sampled client].",
-                                           RAY, show_default=False)] = R.num_actors,
-    max_actors: Annotated[int | None, _opt("Elastic pool: grow to this many executors, asking the cluster "
-                                           "for them (an autoscaler adds nodes for the ones that do not fit) "
-                                           "\\[default: as many as fit, following the cluster as it grows and "
-                                           "shrinks].", RAY, show_default=False)] = R.max_actors,
-    cpus_per_actor: Annotated[float, _opt("CPUs per executor; torch threads follow it.", RAY)] = R.cpus_per_actor,
-    gpus_per_actor: Annotated[float, _opt("GPUs per executor, fractional; > 0 trains on CUDA "
-                                          "(CPU where none is visible).", RAY)] = R.gpus_per_actor,
-    address: Annotated[str | None, _opt("Ray cluster to connect to \\[default: RAY_ADDRESS, else a "
-                                        "local Ray with this machine's CPUs].", RAY,
-                                        show_default=False)] = R.address,
-    serial: Annotated[bool, _opt("Run without Ray, in this process, clients one after another "
-                                 "(the reference backend).", RAY)] = False,
-    output: Annotated[Path | None, _opt("Run directory \\[default: runs/<timestamp>-<algorithm>].",
-                                        OUT, show_default=False)] = None,
-    quiet: Annotated[bool, _opt("No progress bar.", OUT)] = False,
-    checkpoint_every: Annotated[int, _opt("Write a checkpoint into the run directory every N rounds "
-                                          "(0: only when interrupted with Ctrl-C).", OUT)] = S.checkpoint_every,
-    resume: Annotated[Path | None, _opt("Continue the run in this directory from its checkpoint, with its "
-                                        "own config.json; --rounds, --checkpoint-every and the Ray flags "
-                                        "may change.", OUT, show_default=False)] = None,
-) -> None:
-    """Simulate federated learning with FedMR (or FedAvg) and write the run directory."""
-    from cli.progress import run_with_progress
-
-    if resume is not None:
-        config = _resumed_config(ctx, resume)
-        run_with_progress(config, serial=serial, quiet=quiet, resume=resume)
-        return
-    if output is None:
-        output = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{algorithm}"
-    config = SimulationConfig(
-        clients=clients, fraction=fraction, rounds=rounds, eval_every=eval_every, seed=seed,
-        model=model, output=str(output),
-        data=_data_config(dataset, data_dir, cache_dir, partition, alpha, shards_per_client, min_samples,
-                          partition_file, synthetic_alpha, synthetic_beta, augment),
-        train=TrainConfig(local_epochs, batch_size, lr, momentum, weight_decay, client_batch),
-        algorithm=AlgorithmConfig(algorithm, first_stage_bound, granularity, diverse_init, mu, server_lr,
-                                  temperature),
-        runtime=RuntimeConfig(num_actors=num_actors, max_actors=max_actors, cpus_per_actor=cpus_per_actor,
-                              gpus_per_actor=gpus_per_actor, address=address),
-        checkpoint_every=checkpoint_every,
-    ).validate()  # before Ray starts
-
-    run_with_progress(config, serial=serial, quiet=quiet)
-
-
+SIMULATE_FLAGS = simulate_flags()
 # what may change when a run resumes: how long it runs, how often it checkpoints, where it runs
-RESUMABLE = {"rounds", "checkpoint_every", "num_actors", "max_actors", "cpus_per_actor", "gpus_per_actor",
-             "address", "serial", "quiet", "resume"}
+RESUMABLE = ("rounds", "checkpoint_every", "runtime")
 
 
-def _resumed_config(ctx: typer.Context, run_dir: Path) -> SimulationConfig:
+def _given(ctx: typer.Context) -> set[str]:
+    """The parameters given on the command line (or through the environment)."""
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def _only(name: str, annotation: Any, default: Any, help_text: str, panel: str) -> inspect.Parameter:
+    """A parameter of the command itself, not a setting."""
+    return parameter(Flag(name, (), "--" + name.replace("_", "-"), annotation, default, help_text, panel,
+                          show_default=default is not None))
+
+
+def simulate(ctx: typer.Context, **params: Any) -> None:
+    """Simulate federated learning (FedMR or a baseline) and write the run directory. Every setting
+    is a flag here and a key of a --config file (flags win over the file)."""
+    from fedmr_ray.cli.progress import run_with_progress
+
+    given = _given(ctx)
+    config_file, resume = params.pop("config"), params.pop("resume")
+    serial, quiet = params.pop("serial"), params.pop("quiet")
+    if resume is not None:
+        if config_file is not None:
+            raise ConfigError("--config and --resume: give one of them (--resume takes the run's own config.json)")
+        run_with_progress(_resumed_config(params, given, resume), serial=serial, quiet=quiet, resume=resume)
+        return
+    sources = Sources(SIMULATE_FLAGS, params, given, config_file)
+    try:
+        if not sources.has("output"):
+            algorithm = sources.raw.get("algorithm", {}).get("name", "fedmr")
+            sources.put(("output",), str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{algorithm}"))
+        run_with_progress(sources.config(), serial=serial, quiet=quiet)
+    except ConfigError as err:
+        raise sources.named(err) from None
+
+
+app.command("simulate")(with_parameters(simulate, [
+    _only("config", Path | None, None, "Read the settings from this file (TOML, JSON or YAML): each setting a key, "
+          "SimulationConfig's own at the top, the others in [data], [train], [algorithm], [runtime]; a run's "
+          "config.json is one. Flags given as well win over it.", "Run"),
+    *[parameter(flag) for flag in SIMULATE_FLAGS],
+    _only("serial", bool, False, "Run without Ray, in this process, clients one after another (the reference "
+          "backend).", "Ray"),
+    _only("quiet", bool, False, "No progress bar.", "Output"),
+    _only("resume", Path | None, None, "Continue the run in this directory from its checkpoint, with its own "
+          "config.json; --rounds, --checkpoint-every and the Ray flags may change.", "Output"),
+]))
+
+
+def _resumed_config(params: dict[str, Any], given: set[str], run_dir: Path) -> SimulationConfig:
     """The run's own config.json, with the flags given that may change on resume."""
-    given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-    fixed = sorted(given - RESUMABLE)
+    fixed = [flag.option for flag in SIMULATE_FLAGS if flag.name in given and flag.key[0] not in RESUMABLE]
     if fixed:
-        flag = "--" + fixed[0].replace("_", "-")
-        raise ConfigError(f"{flag}: cannot change when resuming {run_dir} (its config.json holds it); "
+        raise ConfigError(f"{fixed[0]}: cannot change when resuming {run_dir} (its config.json holds it); "
                           f"with --resume only --rounds, --checkpoint-every and the Ray flags may be given")
     try:
-        raw = json.loads((run_dir / "config.json").read_text())
-        config = SimulationConfig.from_dict(raw)
+        config = read_config(run_dir)
     except (OSError, ValueError, TypeError) as err:
         raise ConfigError(f"--resume {run_dir}: no readable config.json of a fedmr-ray run in it "
                           f"({type(err).__name__})") from None
-    p = ctx.params
-    runtime = {k: p[k] for k in ("num_actors", "max_actors", "cpus_per_actor", "gpus_per_actor", "address")
-               if k in given}
-    overrides = {k: p[k] for k in ("rounds", "checkpoint_every") if k in given}
-    return dataclasses.replace(config, output=str(run_dir), runtime=dataclasses.replace(config.runtime, **runtime),
-                               **overrides).validate(resuming=True)
+    base = {**config.to_dict(), "output": str(run_dir)}
+    return Sources(SIMULATE_FLAGS, params, given, base=base).config()
 
 
-@app.command("partition")
-def partition_command(
-    clients: Annotated[int, _opt("Number of clients.", FED)] = S.clients,
-    seed: Annotated[int, _opt("Seed of the partition (and of the synthetic data).", FED)] = S.seed,
-    dataset: DatasetOpt = D.dataset,
-    data_dir: DataDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    partition: PartitionOpt = D.partition,
-    alpha: AlphaOpt = D.alpha,
-    shards_per_client: ShardsOpt = D.shards_per_client,
-    min_samples: MinSamplesOpt = D.min_samples,
-    partition_file: PartitionFileOpt = None,
-    synthetic_alpha: SyntheticAlphaOpt = D.synthetic_alpha,
-    synthetic_beta: SyntheticBetaOpt = D.synthetic_beta,
-    output: Annotated[Path | None, _opt("Folder for partition.parquet (for --partition-file) and partition.png "
-                                        "\\[default: runs/partition-<timestamp>-<dataset>].", OUT,
-                                        show_default=False)] = None,
-    rows: Annotated[int, _opt("Clients listed in the table.", OUT)] = 50,
-) -> None:
+PARTITION_FLAGS = [flag for flag in SIMULATE_FLAGS
+                   if flag.key in {("clients",), ("seed",)} or (flag.key[0] == "data" and flag.name != "augment")]
+
+
+def partition_command(ctx: typer.Context, **params: Any) -> None:
     """Split a dataset among clients as `simulate` would: print client sizes and label counts, write
     the partition (Parquet) and a heatmap of clients x classes (PNG)."""
-    if output is None:
-        output = Path("runs") / f"partition-{time.strftime('%Y%m%d-%H%M%S')}-{dataset}"
-    config = SimulationConfig(
-        clients=clients, seed=seed, output=str(output),
-        data=_data_config(dataset, data_dir, cache_dir, partition, alpha, shards_per_client, min_samples,
-                          partition_file, synthetic_alpha, synthetic_beta),
-    ).validate()
-
     from fedmr_ray.data import partition_counts, partition_scheme
     from fedmr_ray.data.summary import client_table, summary_lines, write_heatmap
     from fedmr_ray.results import PARTITION, RunDirectory
+    from fedmr_ray.setup import check
 
+    output, rows = params.pop("output"), params.pop("rows")
+    sources = Sources(PARTITION_FLAGS, params, _given(ctx))
+    if output is None:
+        output = Path("runs") / f"partition-{time.strftime('%Y%m%d-%H%M%S')}-{params['dataset']}"
+    sources.put(("output",), str(output))
+    config = check(sources.config())
+    data = config.data
     split, counts = partition_counts(config)
-    scheme = "file " + str(partition_file) if partition_file else partition_scheme(config.data)
+    scheme = "file " + str(data.partition_file) if data.partition_file else partition_scheme(data)
     if scheme == "dirichlet":
-        scheme += f" (alpha {alpha:g})"
-    print(f"{dataset}, partition {scheme}, seed {seed}")
+        scheme += f" (alpha {data.alpha:g})"
+    print(f"{data.dataset}, partition {scheme}, seed {config.seed}")
     print("\n".join(summary_lines(counts) + [""] + client_table(counts, rows)))
     output.mkdir(parents=True, exist_ok=True)
     RunDirectory(output).write_partition(split)
-    write_heatmap(counts, output / "partition.png", f"{dataset}: {scheme}, {clients} clients")
+    write_heatmap(counts, output / "partition.png", f"{data.dataset}: {scheme}, {config.clients} clients")
     print(f"wrote {output / PARTITION} and {output / 'partition.png'}")
+
+
+app.command("partition")(with_parameters(partition_command, [
+    *[parameter(flag) for flag in PARTITION_FLAGS],
+    _only("output", Path | None, None, "Folder for partition.parquet (for --partition-file) and partition.png "
+          "[default: runs/partition-<timestamp>-<dataset>].", "Output"),
+    _only("rows", int, 50, "Clients listed in the table.", "Output"),
+]))
 
 
 @app.command("models")

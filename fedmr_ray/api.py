@@ -11,7 +11,8 @@ from typing import Any
 from fedmr_ray.checkpoint import Checkpoint, check_layout, read_checkpoint, write_checkpoint
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord
-from fedmr_ray.results import RunDirectory
+from fedmr_ray.results import RunDirectory, provenance
+from fedmr_ray.setup import prepare
 
 
 class Interrupted(Exception):
@@ -37,9 +38,11 @@ def simulate(
     With `config.output` set, the run directory gets config.json, metrics.parquet, model.pt, and
     checkpoint.npz every `config.checkpoint_every` rounds and on Ctrl-C (which then raises
     `Interrupted`). `resume` continues the run in that directory from its checkpoint: the
-    metrics come out as those of an uninterrupted run.
+    metrics come out as those of an uninterrupted run. A configuration that cannot run is a
+    ConfigError, raised before anything starts or is written.
     """
-    config.validate(resuming=resume is not None)
+    setup = prepare(config, resuming=resume is not None)
+    config = setup.config
     checkpoint = read_checkpoint(resume, config) if resume is not None else None
     if serial:
         from fedmr_ray.serial import SerialRun
@@ -52,14 +55,17 @@ def simulate(
     history: list[dict[str, Any]] = list(checkpoint.history) if checkpoint else []
     offset = checkpoint.elapsed_s if checkpoint else 0.0
     with session:
-        run = make_run(config)
-        summary = run.describe()  # setup errors surface here, before anything is written
+        run = make_run(setup)
+        summary = run.describe()  # the executors' start-up errors surface here, before anything is written
+        origin = provenance("serial" if serial else "ray", summary["num_executors"], summary["devices"])
         if checkpoint:
             check_layout(checkpoint, summary["entries"], resume)
             run.restore(checkpoint.snapshot)
             run_dir = RunDirectory(resume)
+            run_dir.resumed(config, origin, checkpoint.snapshot.round)
         else:
-            run_dir = RunDirectory.create(config.output, config) if config.output else None
+            run_dir = RunDirectory.create(setup, origin) if config.output else None
+        del setup  # on Ray the data now lives in the object store: no copy of it held here
         if on_start:
             on_start(summary)
         start = time.perf_counter() - offset

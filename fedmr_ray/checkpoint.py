@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fedmr_ray.config import ConfigError, SimulationConfig
+from fedmr_ray.algorithms import complete
+from fedmr_ray.config import SimulationConfig
+from fedmr_ray.errors import ConfigError
 from fedmr_ray.federation import Snapshot
 
 FILE = "checkpoint.npz"
@@ -31,11 +33,6 @@ class Checkpoint:
     elapsed_s: float
 
 
-def _results_config(config: SimulationConfig) -> dict[str, Any]:
-    """The configuration that decides the numbers (where and on what the run executes does not)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("runtime", "output", "rounds", "checkpoint_every")}
-
-
 def write_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, config: SimulationConfig) -> Path:
     snapshot, arrays = checkpoint.snapshot, {}
     for j, model in enumerate(snapshot.models):
@@ -47,7 +44,7 @@ def write_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, config: Simula
             arrays.update({f"client/{client}/{name}/{e}": entry for e, entry in enumerate(entries)})
     meta = {
         "format": FORMAT, "round": snapshot.round, "elapsed_s": checkpoint.elapsed_s, "history": checkpoint.history,
-        "config": _results_config(config), "models": [len(m) for m in snapshot.models],
+        "config": config.results_dict(), "models": [len(m) for m in snapshot.models],
         "server": {name: len(entries) for name, entries in snapshot.server.items()},
         "clients": {str(c): {name: len(e) for name, e in state.items()} for c, state in snapshot.clients.items()},
     }
@@ -78,7 +75,7 @@ def read_checkpoint(run_dir: str | Path, config: SimulationConfig) -> Checkpoint
                        for c, state in meta["clients"].items()}
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, UnicodeDecodeError) as err:
         raise ConfigError(f"--resume {run_dir}: {FILE} is corrupt ({type(err).__name__}: {err})") from None
-    if meta["config"] != _results_config(config):
+    if meta["config"] != replace(config, algorithm=complete(config.algorithm)).results_dict():
         raise ConfigError(f"--resume {run_dir}: {FILE} does not match the run's config.json "
                           "(it was written by another configuration)")
     if meta["round"] > config.rounds:

@@ -1,111 +1,285 @@
-"""The whole configuration of a simulation: one frozen dataclass per concern.
+"""The whole configuration of a simulation, as plain data: one frozen dataclass per concern.
 
-`SimulationConfig.validate()` checks everything a user can get wrong before Ray starts, and
-raises `ConfigError` with one line naming the bad value and what is accepted.
+The layout is the same everywhere: `SimulationConfig`'s own settings at the top, then its
+sections `data`, `train`, `algorithm` and `runtime`, in config.json, in `--config` files and in
+`fedmr-ray simulate --help`, whose flags are derived from these declarations. Each setting
+declares its type, default, help and the values it accepts; a value of the wrong type or out of
+range is a `SettingError` when the configuration is made, from Python or from a file alike.
+
+What needs the rest of the package (is the dataset known, does the model take its input, are the
+algorithm's own settings right, can the partition be made) is checked once per run, above data/,
+models/ and algorithms/, by `fedmr_ray.setup`. This module imports nothing of the package but its
+errors, and neither torch nor numpy.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import functools
+import numbers
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
-import numpy as np
+from fedmr_ray.errors import ConfigError, SettingError, UnknownKey, must_be, one_line, show
+
+__all__ = ["AlgorithmConfig", "ConfigError", "DataConfig", "RuntimeConfig", "Settings", "SettingError",
+           "SimulationConfig", "TrainConfig", "UnknownKey", "flag_of", "one_line", "setting"]
 
 
-class ConfigError(ValueError):
-    """A user error in the configuration: one line, naming the value and what is accepted."""
+Check = tuple[Callable[[Any], bool], str]
 
 
-def one_line(text: object, limit: int = 300) -> str:
-    """Text (an exception's message, say) on one line, for a ConfigError."""
-    return " ".join(str(text).split())[:limit]
+def setting(default: Any, help: str, *, check: Callable[[Any], bool] | None = None, must: str = "",
+            also: tuple[Check, ...] = (), flag: str | None = None, panel: str | None = None,
+            path: bool = False) -> Any:
+    """A setting: its default; the help of its flag; `check`, what values it accepts, and `must`,
+    those values in words ("an integer >= 1"), `also` more such pairs, checked in turn; its flag
+    where that is not --<name>; the help panel of a top-level setting; `path`, a file or folder
+    (the command line makes it absolute)."""
+    checks = ((check, must),) if check is not None else ()
+    return field(default=default, metadata={"help": help, "checks": checks + tuple(also), "flag": flag,
+                                            "panel": panel, "path": path})
+
+
+def flag_of(f: Any) -> str:
+    """A setting's command-line flag."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _hint_words(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        return f"{_hint_words(next(a for a in args if a is not type(None)))} (or none)"
+    return _WORDS.get(hint, "a table of settings")
+
+
+def _typed(value: Any, hint: Any, name: str, flag: str) -> Any:
+    """The value as the setting's type (an integer for a float setting becomes a float; a mapping
+    for a section becomes that section's settings), or a SettingError."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = next(a for a in args if a is not type(None))
+        try:
+            return _typed(value, inner, name, flag)
+        except SettingError:
+            raise must_be(name, flag, value, _hint_words(hint)) from None
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if hint is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if isinstance(hint, type) and issubclass(hint, (Settings, AlgorithmConfig)):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, Mapping):
+            try:
+                return hint.from_dict(value)
+            except SettingError as err:
+                raise err.within(name) from None
+    raise must_be(name, flag, value, _hint_words(hint))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "synthetic"
-    # LEAF Synthetic(alpha, beta): alpha spreads the clients' models, beta their inputs.
-    synthetic_alpha: float = 1.0
-    synthetic_beta: float = 1.0
-    data_dir: str | None = None  # None: the dataset's default location (see data.catalog)
-    cache_dir: str | None = None  # decoded datasets; None: $XDG_CACHE_HOME/fedmr-ray or ~/.cache/fedmr-ray
-    partition: str | None = None  # iid, dirichlet, shards, natural; None: natural where the dataset has users
-    alpha: float = 0.5  # Dirichlet concentration: lower is more label skew
-    shards_per_client: int = 2
-    min_samples: int = 10  # dirichlet: redraw until every client holds this many
-    partition_file: str | None = None  # Parquet (client_id, sample_index) or the reference's JSON
-    augment: bool = False  # CIFAR: random crop (4-pixel padding) and horizontal flip
+class Settings:
+    """A frozen group of settings whose values are checked when it is made (see `setting`)."""
 
-    def validate(self, model: str) -> None:
-        """The data flags, the model against the dataset's input, then the data itself (read and
-        cached here when seen for the first time)."""
-        from fedmr_ray.data.catalog import PARTITIONS, dataset_spec
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in fields(self):
+            flag = flag_of(f)
+            value = _typed(getattr(self, f.name), hints[f.name], f.name, flag)
+            object.__setattr__(self, f.name, value)
+            for check, must in f.metadata.get("checks", ()):
+                if value is not None and not check(value):
+                    raise must_be(f.name, flag, value, must)
 
-        spec = dataset_spec(self.dataset)
-        _check(self.synthetic_alpha >= 0 and self.synthetic_beta >= 0, "synthetic alpha and beta must be >= 0")
-        _check(self.partition is None or self.partition in PARTITIONS,
-               f"--partition {self.partition!r}: accepted values are: {', '.join(PARTITIONS)}")
-        _check(self.partition is None or self.partition_file is None,
-               "--partition and --partition-file: give one of them, not both")
-        _check(self.alpha > 0, f"--alpha {self.alpha}: must be > 0")
-        _check(self.shards_per_client >= 1, f"--shards-per-client {self.shards_per_client}: must be an integer >= 1")
-        _check(self.min_samples >= 1, f"--min-samples {self.min_samples}: must be an integer >= 1")
-        _check(not self.augment or spec.is_cifar,
-               f"--augment: random crop and flip are for CIFAR images, not --dataset {self.dataset}")
-        from fedmr_ray.models import check_model  # local import: models pull in torch
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
-        check_model(model, spec)
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Settings:
+        """Settings from a mapping of their names (nested mappings for sections); an unknown
+        name is a ConfigError listing the known ones."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{cls.__name__}: expected a table of settings, got {show(raw)}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(known), key=str)
+        if unknown:
+            raise UnknownKey(str(unknown[0]), known=tuple(known))
+        return cls(**raw)
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, (Settings, AlgorithmConfig)) else value
+
+
+class AlgorithmConfig:
+    """Which algorithm runs, and its own settings, by their names: the fields of the `Settings`
+    its module declares (algorithms/<name>.py), whose defaults fill in what is not given. Plain
+    data here (numbers, strings, booleans); fedmr_ray.setup checks them against the algorithm's
+    declaration, once per run.
+
+    >>> AlgorithmConfig("fedprox", mu=0.1)
+    """
+
+    __slots__ = ("name", "settings")
+    FLAG = "--algorithm"
+
+    def __init__(self, name: str = "fedmr", **settings: Any):
+        if not isinstance(name, str):
+            raise must_be("name", self.FLAG, name, "a string: an algorithm's name")
+        for key, value in settings.items():
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                raise must_be(key, "--" + key.replace("_", "-"), value, "a number, a string or true/false")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "settings", types.MappingProxyType(dict(sorted(settings.items()))))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("AlgorithmConfig is frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AlgorithmConfig) and (self.name, dict(self.settings)) == (other.name, dict(other.settings))
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.settings.items())))
+
+    def __repr__(self) -> str:
+        return f"AlgorithmConfig({', '.join([repr(self.name), *(f'{k}={v!r}' for k, v in self.settings.items())])})"
+
+    def __reduce__(self):
+        return _algorithm_config, (self.name, dict(self.settings))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.settings}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AlgorithmConfig:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"algorithm: expected a table of settings, got {show(raw)}")
+        return cls(**raw)
+
+
+def _algorithm_config(name: str, settings: dict[str, Any]) -> AlgorithmConfig:
+    return AlgorithmConfig(name, **settings)
+
+
+def _at_least(n: float) -> Callable[[float], bool]:
+    return lambda v: v >= n
+
+
+def _above(n: float) -> Callable[[float], bool]:
+    return lambda v: v > n
+
+
+_POSITIVE_INT = dict(check=_at_least(1), must="an integer >= 1")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    local_epochs: int = 5
-    batch_size: int = 50
-    lr: float = 0.01
-    momentum: float = 0.5
-    weight_decay: float = 0.0
-    # Clients trained at once by one executor, their steps vectorised, where that gives the same
-    # numbers as one by one (see train.ClientTrainer); 1 trains them one by one.
-    client_batch: int = 16
+class DataConfig(Settings):
+    PANEL: ClassVar[str] = "Data"
 
-    def local_steps(self, num_samples: np.ndarray | int) -> np.ndarray | int:
+    dataset: str = setting("synthetic", "Dataset: synthetic (LEAF Synthetic(alpha, beta), generated from the seed), "
+                           "or, read from --data-dir: cifar10, cifar100, cifar100-coarse (its 20 superclasses), "
+                           "mnist, fmnist, femnist (LEAF).")
+    data_dir: str | None = setting(None, "Folder holding the dataset's files [default: for fmnist "
+                                   "/usr/share/datasets/fashion-mnist where present, else data/<dataset>].", path=True)
+    cache_dir: str | None = setting(None, "Where decoded datasets are cached [default: $XDG_CACHE_HOME/fedmr-ray, "
+                                    "else ~/.cache/fedmr-ray].", path=True)
+    partition: str | None = setting(None, "How the training samples are split among the clients: iid, dirichlet "
+                                    "(label skew, see --alpha), shards (--shards-per-client label-sorted shards each) "
+                                    "or natural (the dataset's own users) [default: natural for synthetic and femnist, "
+                                    "else dirichlet].")
+    alpha: float = setting(0.5, "Dirichlet partition: concentration; lower gives more label skew.",
+                           check=_above(0), must="> 0")
+    shards_per_client: int = setting(2, "Shards partition: shards per client.", **_POSITIVE_INT)
+    min_samples: int = setting(10, "Dirichlet partition: redraw until every client holds this many samples.",
+                               **_POSITIVE_INT)
+    partition_file: str | None = setting(None, "Read the partition from a file: a run's partition.parquet (client_id, "
+                                         "sample_index), or JSON mapping client id -> list of sample indices (the "
+                                         "reference's format).", path=True)
+    augment: bool = setting(False, "CIFAR: augment the training images with random crops (4-pixel padding) and "
+                            "horizontal flips.")
+    # LEAF Synthetic(alpha, beta): alpha spreads the clients' models, beta their inputs
+    synthetic_alpha: float = setting(1.0, "Synthetic: alpha, how much the clients' models differ.",
+                                     check=_at_least(0), must=">= 0")
+    synthetic_beta: float = setting(1.0, "Synthetic: beta, how much the clients' inputs differ.",
+                                    check=_at_least(0), must=">= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    PANEL: ClassVar[str] = "Local training"
+
+    local_epochs: int = setting(5, "Local epochs per round.", **_POSITIVE_INT)
+    batch_size: int = setting(50, "Local batch size.", **_POSITIVE_INT)
+    lr: float = setting(0.01, "SGD learning rate.", check=_above(0), must="> 0")
+    momentum: float = setting(0.5, "SGD momentum (a fresh optimizer every round).",
+                              check=lambda v: 0 <= v < 1, must="in [0, 1)")
+    weight_decay: float = setting(0.0, "SGD weight decay.", check=_at_least(0), must=">= 0")
+    # clients an executor trains at once, where that gives the numbers of one by one (train/lanes.py)
+    client_batch: int = setting(16, "Clients an executor trains at once, each step vectorised over them, where that "
+                                "gives the same numbers as one by one (checked at start; small models without dropout "
+                                "or BatchNorm); 1 trains them one by one.", **_POSITIVE_INT)
+
+    def local_steps(self, num_samples: Any) -> Any:
         """Local SGD steps of a client with this many samples (the last batch of an epoch is short)."""
         return self.local_epochs * -(-num_samples // self.batch_size)
 
 
 @dataclass(frozen=True)
-class AlgorithmConfig:
-    name: str = "fedmr"
-    first_stage_bound: int = 0
-    granularity: str = "tensor"
-    diverse_init: bool = False
-    mu: float | None = None  # FedProx's proximal weight (0.01) or MOON's contrastive weight (5)
-    server_lr: float = 1.0  # SCAFFOLD's global step size
-    temperature: float = 0.5  # MOON's
+class RuntimeConfig(Settings):
+    """Where and on what the run executes: never what it computes."""
+
+    PANEL: ClassVar[str] = "Ray"
+
+    num_actors: int | None = setting(None, "Executor actors [default: as many as the cluster's resources hold, at "
+                                     "most one per sampled client].", **_POSITIVE_INT)
+    max_actors: int | None = setting(None, "Elastic pool: grow to this many executors, asking the cluster for them (an "
+                                     "autoscaler adds nodes for the ones that do not fit) [default: as many as fit, "
+                                     "following the cluster as it grows and shrinks].", **_POSITIVE_INT)
+    cpus_per_actor: float = setting(1.0, "CPUs per executor; torch threads follow it.", check=_above(0), must="> 0")
+    gpus_per_actor: float = setting(0.0, "GPUs per executor, fractional; > 0 trains on CUDA (CPU where none is "
+                                    "visible).", check=_at_least(0), must=">= 0",
+                                    also=((lambda v: v <= 1 or v == int(v), "a fraction in [0, 1] or a whole number"),))
+    address: str | None = setting(None, "Ray cluster to connect to [default: RAY_ADDRESS, else a local Ray with this "
+                                  "machine's CPUs].")
+
+
+RUN, OUTPUT = "Run", "Output"
 
 
 @dataclass(frozen=True)
-class RuntimeConfig:
-    num_actors: int | None = None
-    max_actors: int | None = None  # bound of an elastic pool (see runtime.coordinator.plan_executors)
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
-    address: str | None = None
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    clients: int = 1000
-    fraction: float = 0.1
-    rounds: int = 150
-    eval_every: int = 10
-    seed: int = 0
-    model: str = "mlp"
-    output: str | None = None
-    checkpoint_every: int = 0  # rounds between checkpoints in the run directory; 0: only on Ctrl-C
+class SimulationConfig(Settings):
+    clients: int = setting(1000, "Number of simulated clients.", panel=RUN, **_POSITIVE_INT)
+    fraction: float = setting(0.1, "Fraction of clients sampled per round, in (0, 1]; K = max(1, int(fraction x "
+                              "clients)).", panel=RUN, check=lambda v: 0 < v <= 1, must="in (0, 1]")
+    rounds: int = setting(150, "Communication rounds.", panel=RUN, **_POSITIVE_INT)
+    eval_every: int = setting(10, "Evaluate the global model every N rounds (and after the last).", panel=RUN,
+                              **_POSITIVE_INT)
+    seed: int = setting(0, "Seed of every random number (data, init, sampling, training, recombination).",
+                        panel=RUN, check=_at_least(0), must="an integer >= 0")
+    model: str = setting("mlp", "Model: mlp, cnn, cnn-femnist, resnet20, vgg16 (`fedmr-ray models` lists them with "
+                         "their sizes), or package.module:factory, a factory(num_classes, input_shape) -> nn.Module "
+                         "of your own.", panel=RUN)
+    output: str | None = setting(None, "Run directory [default: runs/<timestamp>-<algorithm>].", panel=OUTPUT)
+    checkpoint_every: int = setting(0, "Write a checkpoint into the run directory every N rounds (0: only when "
+                                    "interrupted with Ctrl-C).", panel=OUTPUT, check=_at_least(0),
+                                    must="an integer >= 0")
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -120,81 +294,7 @@ class SimulationConfig:
         """Rounds are 0-based here; evaluation follows the reference (round % 10 == 9) and the last."""
         return (round_index + 1) % self.eval_every == 0 or round_index + 1 == self.rounds
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SimulationConfig:
-        nested = {"data": DataConfig, "train": TrainConfig, "algorithm": AlgorithmConfig,
-                  "runtime": RuntimeConfig}
-        kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in raw.items()}
-        return cls(**kwargs)
-
-    def validate(self, resuming: bool = False, data_here: bool = True) -> SimulationConfig:
-        """Everything a user can get wrong, before Ray starts; `resuming`: the output directory
-        is an existing run's; `data_here`: the dataset's files are on this machine (not so for a
-        run rendered for a Kubernetes cluster), so they are read and checked too."""
-        _check(self.clients >= 1, f"--clients {self.clients}: must be an integer >= 1")
-        _check(0.0 < self.fraction <= 1.0, f"--fraction {self.fraction}: must be in (0, 1]")
-        _check(self.rounds >= 1, f"--rounds {self.rounds}: must be an integer >= 1")
-        _check(self.eval_every >= 1, f"--eval-every {self.eval_every}: must be an integer >= 1")
-        _check(self.seed >= 0, f"--seed {self.seed}: must be an integer >= 0")
-        self.data.validate(self.model)
-        t = self.train
-        _check(t.local_epochs >= 1, f"--local-epochs {t.local_epochs}: must be an integer >= 1")
-        _check(t.batch_size >= 1, f"--batch-size {t.batch_size}: must be an integer >= 1")
-        _check(t.lr > 0, f"--lr {t.lr}: must be > 0")
-        _check(0 <= t.momentum < 1, f"--momentum {t.momentum}: must be in [0, 1)")
-        _check(t.weight_decay >= 0, f"--weight-decay {t.weight_decay}: must be >= 0")
-        _check(t.client_batch >= 1, f"--client-batch {t.client_batch}: must be an integer >= 1")
-        a = self.algorithm
-        from fedmr_ray.algorithms import ALGORITHMS
-
-        _check(a.name in ALGORITHMS,
-               f"--algorithm {a.name!r}: accepted values are: {', '.join(ALGORITHMS)}")
-        _check(a.mu is None or a.mu >= 0, f"--mu {a.mu}: must be >= 0")
-        _check(a.server_lr > 0, f"--server-lr {a.server_lr}: must be > 0")
-        _check(a.temperature > 0, f"--temperature {a.temperature}: must be > 0")
-        _check(a.first_stage_bound >= 0,
-               f"--first-stage-bound {a.first_stage_bound}: must be an integer >= 0")
-        from fedmr_ray.recombine import parse_granularity
-
-        parse_granularity(a.granularity)
-        r = self.runtime
-        _check(r.num_actors is None or r.num_actors >= 1,
-               f"--num-actors {r.num_actors}: must be an integer >= 1")
-        _check(r.max_actors is None or r.max_actors >= 1,
-               f"--max-actors {r.max_actors}: must be an integer >= 1")
-        _check(r.cpus_per_actor > 0, f"--cpus-per-actor {r.cpus_per_actor}: must be > 0")
-        _check(r.gpus_per_actor >= 0, f"--gpus-per-actor {r.gpus_per_actor}: must be >= 0")
-        _check(r.gpus_per_actor <= 1 or r.gpus_per_actor == int(r.gpus_per_actor),
-               f"--gpus-per-actor {r.gpus_per_actor}: must be a fraction in [0, 1] or a whole number")
-        _check(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every}: must be an integer >= 0")
-        if self.output is not None and not resuming:
-            check_output_dir(self.output)
-        if data_here:
-            from fedmr_ray.data import check_data
-
-            check_data(self)  # last: the first time a dataset is seen, it is read and cached here
-        return self
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def check_output_dir(output: str) -> None:
-    """The run directory must be creatable and must not already hold a run (nothing is overwritten)."""
-    path = Path(output)
-    if path.exists():
-        _check(path.is_dir(), f"--output {output}: exists and is not a directory")
-        _check(not any(path.iterdir()),
-               f"--output {output}: directory is not empty; choose a new path or remove it")
-        _check(os.access(path, os.W_OK), f"--output {output}: directory is not writable")
-        return
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    _check(parent.is_dir() and os.access(parent, os.W_OK),
-           f"--output {output}: cannot create it ({parent} is not a writable directory)")
+    def results_dict(self) -> dict[str, Any]:
+        """The settings that decide the numbers: not where or on what the run executes, where it
+        writes, how long it runs or how often it checkpoints."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("runtime", "output", "rounds", "checkpoint_every")}

@@ -15,13 +15,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from fedmr_ray.algorithms import Algorithm, AlgorithmContext, make_algorithm
-from fedmr_ray.config import SimulationConfig
-from fedmr_ray.data import FederatedDataset
-from fedmr_ray.models import ModelSpec, initial_state
-from fedmr_ray.models.info import model_info
+from fedmr_ray.models import initial_state
 from fedmr_ray.recombine import recombine
 from fedmr_ray.rng import Stream, generator
+from fedmr_ray.setup import Setup
 from fedmr_ray.train import ClientResult, TrainJob
 
 M = TypeVar("M")
@@ -80,26 +77,18 @@ def sample_cohort(seed: int, round_index: int, num_clients: int, cohort_size: in
     return generator(seed, Stream.SAMPLE, round_index).choice(num_clients, cohort_size, replace=False)
 
 
-def build_algorithm(config: SimulationConfig, spec: ModelSpec, data: FederatedDataset) -> Algorithm:
-    return make_algorithm(AlgorithmContext(
-        config, model_info(spec), data.client_sizes(), data.num_classes,
-        label_counts=lambda clients: np.stack([data.label_counts(int(c)) for c in clients])))
-
-
 class Federation(Generic[M]):
-    def __init__(self, config: SimulationConfig, spec: ModelSpec, data: FederatedDataset, algorithm: Algorithm,
-                 backend: Backend[M]):
-        self.config = config
-        self.info = model_info(spec)
+    def __init__(self, setup: Setup, backend: Backend[M]):
+        config = self.config = setup.config
+        self.info = setup.info
         self.names = list(self.info.names)
-        self.client_sizes = data.client_sizes()
-        self.algorithm = algorithm
+        self.client_sizes = setup.data.client_sizes()
+        self.algorithm = setup.algorithm
         self.backend = backend
-        count = self.algorithm.num_server_models(config.cohort_size)
-        if config.algorithm.diverse_init:
-            self.models = [backend.put(initial_state(spec, config.seed, j)) for j in range(count)]
-        else:
-            self.models = [backend.put(initial_state(spec, config.seed))] * count
+        # one put per distinct initialisation: models that start alike share their entries
+        starts = self.algorithm.initialisations(self.algorithm.num_server_models(config.cohort_size))
+        initial = {index: backend.put(initial_state(setup.spec, config.seed, index)) for index in dict.fromkeys(starts)}
+        self.models = [initial[index] for index in starts]
         self.server_state = {name: backend.put(entries)
                              for name, entries in self.algorithm.initial_server_state().items()}
         self.client_state: dict[int, dict[str, M]] = {}  # only for clients that have trained
@@ -188,13 +177,14 @@ class Federation(Generic[M]):
         return dict(zip(self.names, self.backend.fetch(self.global_model), strict=True))
 
 
-def run_summary(data: FederatedDataset, federation: Federation, devices: Sequence[str], vectorised: bool) -> dict:
+def run_summary(setup: Setup, devices: Sequence[str], vectorised: bool) -> dict:
     """What a run reports once set up; `majority_class` is the test accuracy of always guessing
     the test set's commonest class, the floor any trained model should clear; `vectorised`,
-    whether executors train several clients at once (train.ClientTrainer)."""
+    whether executors train several clients at once (train/lanes.py)."""
+    data = setup.data
     return {
         "num_executors": len(devices), "devices": sorted(set(devices)), "vectorised": vectorised,
         "train_samples": data.train_samples, "test_samples": int(len(data.y_test)),
-        "entries": [(name, shape) for name, shape in zip(federation.info.names, federation.info.shapes)],
+        "entries": [(name, shape) for name, shape in zip(setup.info.names, setup.info.shapes)],
         "majority_class": float(np.bincount(data.y_test).max() / len(data.y_test)),
     }

@@ -13,13 +13,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from fedmr_ray.config import ConfigError
-
 T = TypeVar("T")
 
 
-def parse_granularity(granularity: str) -> tuple[str, float]:
-    """'tensor' | 'layer' | 'block:P' (0 < P <= 1) -> (kind, P)."""
+def parse_granularity(granularity: str) -> tuple[str, float] | None:
+    """'tensor' | 'layer' | 'block:P' (0 < P <= 1) -> (kind, P); None for anything else."""
     if granularity in ("tensor", "layer"):
         return granularity, 0.0
     kind, _, value = granularity.partition(":")
@@ -30,9 +28,7 @@ def parse_granularity(granularity: str) -> tuple[str, float]:
             p = -1.0
         if 0.0 < p <= 1.0:
             return kind, p
-    raise ConfigError(
-        f"--granularity {granularity!r}: accepted values are: tensor, layer, block:P with 0 < P <= 1"
-    )
+    return None
 
 
 def entry_groups(names: Sequence[str], granularity: str) -> np.ndarray:
@@ -42,7 +38,10 @@ def entry_groups(names: Sequence[str], granularity: str) -> np.ndarray:
     (its weight, bias and buffers) together. block:P: the reference's `recombination_partition`:
     a new permutation is drawn at entry i when i >= L * P * (blocks drawn so far).
     """
-    kind, p = parse_granularity(granularity)
+    parsed = parse_granularity(granularity)
+    if parsed is None:
+        raise ValueError(f"granularity {granularity!r}: not tensor, layer or block:P with 0 < P <= 1")
+    kind, p = parsed
     if kind == "tensor":
         return np.arange(len(names))
     if kind == "layer":

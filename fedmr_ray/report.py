@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedmr_ray.config import ConfigError
+from fedmr_ray.errors import ConfigError
 from fedmr_ray.results import CONFIG, METRICS, read_metrics
 
 LAST = 5  # evaluations averaged at the end: a run that oscillates is judged by more than its last one

@@ -1,5 +1,5 @@
-"""The run directory: config.json, partition.parquet (which samples each client holds),
-metrics.parquet (one row per evaluated round), model.pt.
+"""The run directory: config.json (the configuration and its provenance), partition.parquet (which
+samples each client holds), metrics.parquet (one row per evaluated round), model.pt.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import sys
+import time
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedmr_ray.config import SimulationConfig
-from fedmr_ray.data import generated_from_seed, load_partition
 from fedmr_ray.data.partition import COLUMNS, Partition
+from fedmr_ray.errors import SettingError
+
+if TYPE_CHECKING:
+    from fedmr_ray.setup import Setup
 
 METRICS = "metrics.parquet"
 CONFIG = "config.json"
 MODEL = "model.pt"
 PARTITION = "partition.parquet"
+PROVENANCE = "provenance"  # config.json's key for what is not configuration (a --config file may hold it)
 
 
 def _atomic(path: Path, write) -> None:
@@ -32,18 +40,73 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def check_output_dir(output: str) -> None:
+    """The run directory must be creatable and must not already hold a run (nothing is overwritten)."""
+    path = Path(output)
+    if path.exists():
+        _require(path.is_dir(), output, "exists and is not a directory")
+        _require(not any(path.iterdir()), output, "directory is not empty; choose a new path or remove it")
+        _require(os.access(path, os.W_OK), output, "directory is not writable")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    _require(parent.is_dir() and os.access(parent, os.W_OK), output,
+             f"cannot create it ({parent} is not a writable directory)")
+
+
+def _require(ok: bool, output: str, problem: str) -> None:
+    if not ok:
+        raise SettingError("output", "--output", output, problem, quote=False)
+
+
+def _version(package: str, module: str) -> str | None:
+    """The version of a package: its module's own where imported (torch's names its build, such as
+    2.14.1+cu130), else the installed distribution's."""
+    if module in sys.modules and isinstance(getattr(sys.modules[module], "__version__", None), str):
+        return sys.modules[module].__version__
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def provenance(backend: str, executors: int, devices: Sequence[str]) -> dict[str, Any]:
+    """What reproduces a run besides its configuration: the versions it ran with, the command,
+    when it started, and where (serial, or on Ray with how many executors on which devices)."""
+    return {
+        "fedmr_ray": _version("fedmr-ray", "fedmr_ray"), "torch": _version("torch", "torch"),
+        "ray": _version("ray", "ray"), "numpy": _version("numpy", "numpy"), "python": platform.python_version(),
+        "command": list(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "backend": backend, "executors": executors, "devices": sorted(set(devices)),
+    }
+
+
 class RunDirectory:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | Path, config: SimulationConfig) -> RunDirectory:
-        run = cls(path)
+    def create(cls, setup: Setup, origin: dict[str, Any]) -> RunDirectory:
+        """The run directory of a run being set up: its config.json (with `origin`, its
+        provenance) and, where the data is not generated from the seed, its partition."""
+        run = cls(setup.config.output)
         run.path.mkdir(parents=True, exist_ok=True)
-        _atomic(run.path / CONFIG, lambda p: p.write_text(json.dumps(config.to_dict(), indent=2) + "\n"))
-        if not generated_from_seed(config.data):  # there the seed is the split (and 100,000 clients' is large)
-            run.write_partition(load_partition(config))  # the same split the run's executors train on
+        run.write_config(setup.config, origin)
+        if setup.partition is not None:  # the seed is the split of generated data (and 100,000 clients' is large)
+            run.write_partition(setup.partition)
         return run
+
+    def write_config(self, config: SimulationConfig, origin: dict[str, Any]) -> None:
+        record = {**config.to_dict(), PROVENANCE: origin}
+        _atomic(self.path / CONFIG, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+    def resumed(self, config: SimulationConfig, origin: dict[str, Any], from_round: int) -> None:
+        """config.json after a resume: the rounds the run now goes to, and the resume in its provenance."""
+        record = json.loads((self.path / CONFIG).read_text())
+        history = record.get(PROVENANCE, {})
+        history.setdefault("resumed", []).append({**origin, "from_round": from_round, "rounds": config.rounds})
+        self.write_config(config, history)
 
     def write_partition(self, partition: Partition) -> None:
         """One row per (client, sample): columns client_id, sample_index; `--partition-file` reads it back."""
@@ -58,6 +121,13 @@ class RunDirectory:
 
         tensors = {name: torch.from_numpy(np.array(value)) for name, value in state.items()}
         _atomic(self.path / MODEL, lambda p: torch.save(tensors, p))
+
+
+def read_config(run_dir: str | Path) -> SimulationConfig:
+    """A run directory's configuration (its provenance left out)."""
+    raw = json.loads((Path(run_dir) / CONFIG).read_text())
+    raw.pop(PROVENANCE, None)
+    return SimulationConfig.from_dict(raw)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from fedmr_ray.algorithms import weighted_sum
+from fedmr_ray.algorithms.base import weighted_sum
+from fedmr_ray.federation import Federation, run_summary
+from fedmr_ray.setup import Setup
 from fedmr_ray.train import ClientResult, ClientTrainer, TrainJob
 
 Model = list[np.ndarray]
@@ -51,18 +53,12 @@ class SerialBackend:
 class SerialRun:
     """A simulation in this process, with the interface of runtime.driver.RayRun."""
 
-    def __init__(self, config):
-        from fedmr_ray.data import load_dataset
-        from fedmr_ray.federation import Federation, build_algorithm, run_summary
-        from fedmr_ray.models import ModelSpec
-
-        data = load_dataset(config)
-        spec = ModelSpec(config.model, data.num_classes, data.input_shape)
-        algorithm = build_algorithm(config, spec, data)
-        trainer = ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local,
+    def __init__(self, setup: Setup):
+        config = setup.config
+        trainer = ClientTrainer(setup.spec, setup.data, config.train, config.seed, local=setup.algorithm.local,
                                 augment=config.data.augment)
-        self.federation = Federation(config, spec, data, algorithm, SerialBackend(trainer))
-        self.summary = run_summary(data, self.federation, ["cpu"], trainer.vectorised)
+        self.federation = Federation(setup, SerialBackend(trainer))
+        self.summary = run_summary(setup, ["cpu"], trainer.vectorised)
 
     def describe(self):
         return self.summary

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedmr_ray.algorithms import weighted_sum
+from fedmr_ray.algorithms.base import weighted_sum
 from fedmr_ray.algorithms.clusamp import clustered_sample, cut_tree, sampling_distributions
 from fedmr_ray.algorithms.fedavg import FedAvg
 from fedmr_ray.algorithms.fedgen import SETTINGS, build_generator, train_generator
@@ -16,9 +16,7 @@ from fedmr_ray.algorithms.fedprox import ProximalRule
 from fedmr_ray.algorithms.moon import ContrastiveRule
 from fedmr_ray.algorithms.scaffold import CLIP_NORM, WEIGHT_DECAY, ControlVariateRule, Scaffold
 from fedmr_ray.config import AlgorithmConfig, SimulationConfig
-from fedmr_ray.data import make_synthetic
-from fedmr_ray.federation import build_algorithm
-from fedmr_ray.models import ModelSpec
+from fedmr_ray.setup import prepare
 
 
 def test_fedmr_averages_before_the_first_stage_bound_and_recombines_from_it():
@@ -54,9 +52,7 @@ def test_weighted_sum_on_hand_made_entries():
 
 
 def context(name: str, clients=10, **algorithm):
-    config = SimulationConfig(clients=clients, fraction=0.3, algorithm=AlgorithmConfig(name, **algorithm))
-    data = make_synthetic(clients, 0)
-    return build_algorithm(config, ModelSpec("mlp", data.num_classes, data.input_shape), data)
+    return prepare(SimulationConfig(clients=clients, fraction=0.3, algorithm=AlgorithmConfig(name, **algorithm))).algorithm
 
 
 def test_make_algorithm_builds_each_with_its_settings():

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 from fedmr_ray.algorithms import ALGORITHMS
 from fedmr_ray.results import read_metrics
 

@@ -1,5 +1,6 @@
 """Checkpoints, resume and Ctrl-C: a resumed run's metrics are those of an uninterrupted run."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import time
 import pytest
 import torch
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 from fedmr_ray import AlgorithmConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.checkpoint import FILE, read_checkpoint
 from fedmr_ray.results import read_metrics
@@ -64,6 +65,25 @@ def test_a_corrupt_or_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, ca
     code, out = run_cli(monkeypatch, capsys, "--resume", str(tmp_path / "nowhere"))
     assert code == 2 and "no readable config.json" in out.err
     assert len(read_metrics(tmp_path / "a")) == 2  # nothing was lost or rewritten
+
+
+def test_a_resume_that_extends_the_rounds_is_recorded_in_config_json(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    code, out = run_cli(monkeypatch, capsys, "--clients", "20", "--fraction", "0.25", "--rounds", "2",
+                        "--local-epochs", "1", "--checkpoint-every", "2", "--serial", "--quiet", "--output", str(run_dir))
+    assert code == 0, out.err
+    before = json.loads((run_dir / "config.json").read_text())
+    code, out = run_cli(monkeypatch, capsys, "--resume", str(run_dir), "--rounds", "3", "--serial", "--quiet")
+    assert code == 0, out.err
+    after = json.loads((run_dir / "config.json").read_text())
+    assert before["rounds"] == 2 and after["rounds"] == 3
+    assert {k: v for k, v in after.items() if k not in ("rounds", "provenance")} == \
+        {k: v for k, v in before.items() if k not in ("rounds", "provenance")}
+    (resumed,) = after["provenance"].pop("resumed")
+    assert after["provenance"] == before["provenance"]  # the first start, as it was
+    assert resumed["from_round"] == 2 and resumed["rounds"] == 3 and resumed["backend"] == "serial"
+    assert resumed["command"][1:3] == ["simulate", "--resume"] and resumed["started"] >= before["provenance"]["started"]
+    assert [row["round"] for row in read_metrics(run_dir)] == [2, 3]  # each the last round when it ran
 
 
 def test_checkpoints_are_written_every_n_rounds_and_never_half(tmp_path):

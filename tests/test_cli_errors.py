@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 
 BAD = [
     (["--clients", "0"], "--clients 0"),
@@ -15,7 +15,7 @@ BAD = [
     (["--fraction", "0"], "--fraction 0.0"),
     (["--rounds", "0"], "--rounds 0"),
     (["--algorithm", "fedsgd"], "--algorithm 'fedsgd': accepted values are: fedmr, fedavg"),
-    (["--granularity", "rows"], "--granularity 'rows': accepted values are"),
+    (["--granularity", "rows"], "--granularity 'rows': must be tensor, layer, or block:P"),
     (["--model", "resnet9000"], "--model 'resnet9000': accepted values are"),
     (["--local-epochs", "0"], "--local-epochs 0"),
     (["--lr", "-1"], "--lr -1.0"),

@@ -1,17 +1,17 @@
 """`fedmr-ray simulate` end to end through the command's entry point, on a local Ray."""
 
 import json
+import platform
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from cli.main import main
-from fedmr_ray.config import SimulationConfig
+from fedmr_ray.cli.main import main
 from fedmr_ray.data import make_synthetic
 from fedmr_ray.models import ModelSpec
-from fedmr_ray.results import read_metrics
+from fedmr_ray.results import read_config, read_metrics
 
 
 def test_simulate_writes_a_run_directory_that_holds_up(ray_local, tmp_path, monkeypatch, capsys):
@@ -25,8 +25,12 @@ def test_simulate_writes_a_run_directory_that_holds_up(ray_local, tmp_path, monk
     printed = capsys.readouterr().out
     assert "fedmr: final test accuracy" in printed and str(out) in printed
 
-    config = SimulationConfig.from_dict(json.loads((out / "config.json").read_text()))
+    config = read_config(out)
     assert config.clients == 10 and config.rounds == 8 and config.algorithm.name == "fedmr"
+    origin = json.loads((out / "config.json").read_text())["provenance"]
+    assert origin["backend"] == "ray" and origin["executors"] >= 1 and origin["devices"] == ["cpu"]
+    assert origin["command"][1:3] == ["simulate", "--clients"] and origin["torch"] == torch.__version__
+    assert origin["python"] == platform.python_version() and origin["ray"] and origin["fedmr_ray"]
 
     rows = read_metrics(out)
     assert [row["round"] for row in rows] == [4, 8]

@@ -26,6 +26,7 @@ from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
 from fedmr_ray.data import load_dataset, load_partition
 from fedmr_ray.data.augment import augment
 from fedmr_ray.data.cache import cache_root
+from fedmr_ray.setup import check, prepare
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -51,7 +52,7 @@ def one_line_error(excinfo) -> str:
 
 def test_cifar10_python_batches(tmp_path):
     x, y = write_cifar10_batches(tmp_path / "d")
-    data = load_dataset(config(tmp_path, "cifar10", tmp_path / "d").validate())
+    data = load_dataset(check(config(tmp_path, "cifar10", tmp_path / "d")))
     assert data.x_train.shape == (60, 3, 32, 32) and data.x_train.dtype == np.float32
     assert data.y_train.dtype == np.int64 and np.array_equal(data.y_train, y)
     np.testing.assert_allclose(as_unit(data.x_train), x / 255, atol=1e-6)
@@ -64,8 +65,8 @@ def test_cifar10_python_batches(tmp_path):
 
 def test_cifar100_fine_and_coarse_labels(tmp_path):
     labels = write_cifar100(tmp_path / "d")
-    fine = load_dataset(config(tmp_path, "cifar100", tmp_path / "d").validate())
-    coarse = load_dataset(config(tmp_path, "cifar100-coarse", tmp_path / "d").validate())
+    fine = load_dataset(check(config(tmp_path, "cifar100", tmp_path / "d")))
+    coarse = load_dataset(check(config(tmp_path, "cifar100-coarse", tmp_path / "d")))
     assert fine.num_classes == 100 and np.array_equal(fine.y_train, labels["fine"])
     assert coarse.num_classes == 20 and np.array_equal(coarse.y_train, labels["coarse"])
     assert np.array_equal(fine.x_train, coarse.x_train)
@@ -73,7 +74,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
 
 def test_cifar10_image_folders(tmp_path):
     write_image_folder(tmp_path / "d", CIFAR10_CLASSES, per_class=2)
-    data = load_dataset(config(tmp_path, "cifar10", tmp_path / "d").validate())
+    data = load_dataset(check(config(tmp_path, "cifar10", tmp_path / "d")))
     assert data.x_train.shape == (20, 3, 32, 32) and data.x_test.shape == (20, 3, 32, 32)
     # classes numbered alphabetically, files in name order
     assert data.y_train.tolist() == [k for k in range(10) for _ in range(2)]
@@ -86,7 +87,7 @@ def test_cifar10_image_folders(tmp_path):
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_gzipped_or_not(tmp_path, gz):
     x, y = write_idx(tmp_path / "d", gz=gz)
-    data = load_dataset(config(tmp_path, "mnist", tmp_path / "d").validate())
+    data = load_dataset(check(config(tmp_path, "mnist", tmp_path / "d")))
     assert data.x_train.shape == (40, 1, 28, 28) and data.x_test.shape == (10, 1, 28, 28)
     assert np.array_equal(data.y_train, y)
     np.testing.assert_allclose(as_unit(data.x_train[:, 0]), x / 255, atol=1e-6)
@@ -94,13 +95,13 @@ def test_idx_files_gzipped_or_not(tmp_path, gz):
 
 def test_idx_in_torchvision_raw_folder(tmp_path):
     write_idx(tmp_path / "d" / "FashionMNIST" / "raw")
-    data = load_dataset(config(tmp_path, "fmnist", tmp_path / "d").validate())
+    data = load_dataset(check(config(tmp_path, "fmnist", tmp_path / "d")))
     assert len(data.y_train) == 40
 
 
 def test_leaf_writers_are_the_natural_clients(tmp_path):
     writers = write_leaf(tmp_path / "d", {"f_b": 5, "f_a": 3, "f_c": 4})
-    data = load_dataset(config(tmp_path, "femnist", tmp_path / "d", clients=3, partition=None).validate())
+    data = load_dataset(check(config(tmp_path, "femnist", tmp_path / "d", clients=3, partition=None)))
     assert data.num_classes == 62 and data.x_train.shape == (12, 1, 28, 28)
     for client, writer in enumerate(["f_a", "f_b", "f_c"]):  # sorted, as the reference reads them
         x, y = data.client_samples(client)
@@ -111,14 +112,14 @@ def test_leaf_writers_are_the_natural_clients(tmp_path):
     fewer = load_dataset(config(tmp_path, "femnist", tmp_path / "d", clients=2, partition=None))
     assert fewer.client_sizes().tolist() == [3, 5]
     with pytest.raises(ConfigError, match="--clients 4: femnist has 3 users") as err:
-        config(tmp_path, "femnist", tmp_path / "d", clients=4, partition=None).validate()
+        prepare(config(tmp_path, "femnist", tmp_path / "d", clients=4, partition=None))
     one_line_error(err)
 
 
 def test_natural_partition_needs_users(tmp_path):
     write_idx(tmp_path / "d")
     with pytest.raises(ConfigError, match="--partition natural: mnist has no users of its own") as err:
-        config(tmp_path, "mnist", tmp_path / "d", partition="natural").validate()
+        prepare(config(tmp_path, "mnist", tmp_path / "d", partition="natural"))
     one_line_error(err)
 
 
@@ -223,7 +224,7 @@ def test_missing_or_malformed_dataset_is_one_line(tmp_path, dataset, make, messa
     if make:
         make(root)
     with pytest.raises(ConfigError) as err:
-        config(tmp_path, dataset, root, partition=None if dataset == "femnist" else "iid", clients=1).validate()
+        prepare(config(tmp_path, dataset, root, partition=None if dataset == "femnist" else "iid", clients=1))
     text = one_line_error(err)
     assert text.startswith(f"--dataset {dataset}: ") and message in text, text
     assert "--data-dir" in text  # how to get it / where to put it
@@ -234,7 +235,7 @@ def test_missing_or_malformed_dataset_is_one_line(tmp_path, dataset, make, messa
 def test_data_dir_that_does_not_exist(tmp_path):
     with pytest.raises(ConfigError, match=r"--dataset fmnist: .*nowhere: no such directory; expected IDX files.*"
                                           r"apt-get install dataset-fashion-mnist"):
-        config(tmp_path, "fmnist", tmp_path / "nowhere").validate()
+        prepare(config(tmp_path, "fmnist", tmp_path / "nowhere"))
 
 
 # --- augmentation ---------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def test_augment_is_a_seeded_crop_and_flip():
 
 def test_augment_flag_is_for_cifar_only(tmp_path):
     with pytest.raises(ConfigError, match="--augment: random crop and flip are for CIFAR images, not --dataset mnist"):
-        config(tmp_path, "mnist", tmp_path, augment=True).validate()
+        prepare(config(tmp_path, "mnist", tmp_path, augment=True))
     assert dataclasses.replace(DataConfig(dataset="cifar10"), augment=True).augment
 
 
@@ -267,7 +268,7 @@ def test_augment_flag_is_for_cifar_only(tmp_path):
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_is_the_default_fmnist_dir(tmp_path):
     cfg = SimulationConfig(clients=10, data=DataConfig(dataset="fmnist", cache_dir=str(tmp_path / "cache")))
-    data = load_dataset(cfg.validate())
+    data = load_dataset(check(cfg))
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
     assert np.bincount(data.y_train).tolist() == [6000] * 10 and np.bincount(data.y_test).tolist() == [1000] * 10
     # the default partition is dirichlet (alpha 0.5) and uses every sample once
@@ -283,13 +284,13 @@ def test_real_femnist_sample(tmp_path):
     root = unpacked(SHARED_DATA / "femnist-leaf-niid-sample.tar.gz")
     cfg = SimulationConfig(clients=105, data=DataConfig(dataset="femnist", data_dir=str(root),
                                                         cache_dir=str(tmp_path / "cache")))
-    data = load_dataset(cfg.validate())
+    data = load_dataset(check(cfg))
     assert data.num_clients == 105 and len(data.y_train) == 14708 and len(data.y_test) == 4088
     assert data.client_index is None and data.client_sizes().sum() == 14708
     assert data.y_train.max() <= 61 and data.x_train.shape[1:] == (1, 28, 28)
     assert np.median(data.x_train) == -1.0  # mostly background, dark after the reference's inversion
     with pytest.raises(ConfigError, match="--clients 106: femnist has 105 users"):
-        dataclasses.replace(cfg, clients=106).validate()
+        prepare(dataclasses.replace(cfg, clients=106))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10-images-jpeg.tar.gz").is_file(), reason="../shared/data is absent")
@@ -297,7 +298,7 @@ def test_real_cifar10_jpeg_folders_decode_once_then_load_from_the_cache(tmp_path
     root = unpacked(SHARED_DATA / "cifar10-images-jpeg.tar.gz")
     cfg = SimulationConfig(clients=100, data=DataConfig(dataset="cifar10", data_dir=str(root),
                                                         cache_dir=str(tmp_path / "cache")))
-    cfg.validate()  # decodes and caches
+    check(cfg)  # decodes and caches
     start = time.perf_counter()
     data = load_dataset(cfg)
     assert time.perf_counter() - start < 15  # from the cache: no JPEG decoded

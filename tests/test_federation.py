@@ -7,9 +7,10 @@ import torch
 
 from fedmr_ray.config import AlgorithmConfig, SimulationConfig, TrainConfig
 from fedmr_ray.data import make_synthetic
-from fedmr_ray.federation import Federation, build_algorithm, sample_cohort
+from fedmr_ray.federation import Federation, sample_cohort
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.serial import SerialBackend
+from fedmr_ray.setup import prepare
 from fedmr_ray.train import ClientTrainer
 
 
@@ -24,13 +25,12 @@ class RecordingBackend(SerialBackend):
 
 def make_federation(algorithm: AlgorithmConfig, clients=20, fraction=0.25):
     torch.set_num_threads(1)
-    config = SimulationConfig(clients=clients, fraction=fraction, rounds=3, eval_every=1,
-                              train=TrainConfig(local_epochs=1), algorithm=algorithm)
-    data = make_synthetic(clients, config.seed)
-    spec = ModelSpec("mlp", data.num_classes, data.input_shape)
-    algorithm = build_algorithm(config, spec, data)
-    backend = RecordingBackend(ClientTrainer(spec, data, config.train, config.seed, local=algorithm.local))
-    return Federation(config, spec, data, algorithm, backend), backend, data
+    setup = prepare(SimulationConfig(clients=clients, fraction=fraction, rounds=3, eval_every=1,
+                                     train=TrainConfig(local_epochs=1), algorithm=algorithm))
+    config = setup.config
+    backend = RecordingBackend(ClientTrainer(setup.spec, setup.data, config.train, config.seed,
+                                             local=setup.algorithm.local))
+    return Federation(setup, backend), backend, setup.data
 
 
 def test_stage_one_resets_every_model_to_the_mean_then_stage_two_recombines():

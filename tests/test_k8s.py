@@ -21,8 +21,9 @@ import typer
 import yaml
 from jsonschema import Draft7Validator
 
-from cli.k8s import PodShape, WorkerGroup, check_simulate_flags, cluster_spec, simulate_entrypoint
-from cli.main import app, main
+from fedmr_ray.cli.k8s import PodShape, WorkerGroup, check_simulate_flags, cluster_spec, simulate_entrypoint
+from fedmr_ray.cli.main import app, main
+from fedmr_ray.setup import check
 
 K8S = Path(__file__).parents[1] / "k8s"
 CRDS = Path(__file__).parents[2] / "shared" / "kuberay-crds"
@@ -360,12 +361,12 @@ def test_entrypoint_quotes_what_the_shell_would_read():
 def test_render_builds_the_config_simulate_builds(monkeypatch, capsys, tmp_path):
     """Every flag off its default: the config render validates is the one `simulate` would run."""
     flags = ["--clients", "123", "--fraction", "0.5", "--rounds", "7", "--eval-every", "3", "--seed", "9",
-             "--algorithm", "fedavg", "--first-stage-bound", "2", "--granularity", "layer", "--diverse-init",
+             "--algorithm", "fedmr", "--first-stage-bound", "2", "--granularity", "layer", "--diverse-init",
              "--local-epochs", "2", "--batch-size", "16", "--lr", "0.05", "--momentum", "0.9",
              "--weight-decay", "0.001", "--client-batch", "4", "--model", "mlp", "--synthetic-alpha", "0.5",
              "--synthetic-beta", "0.25", "--num-actors", "3", "--cpus-per-actor", "2"]
     seen = []
-    monkeypatch.setattr("cli.progress.run_with_progress", lambda config, **_: seen.append(config))
+    monkeypatch.setattr("fedmr_ray.cli.progress.run_with_progress", lambda config, **_: seen.append(config))
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "simulate", *flags, "--gpus-per-actor", "0.5",
                                       "--output", str(tmp_path / "run")])
     with pytest.raises(SystemExit) as exit_info:
@@ -373,7 +374,7 @@ def test_render_builds_the_config_simulate_builds(monkeypatch, capsys, tmp_path)
     assert exit_info.value.code == 0, capsys.readouterr().err
     group = typer.main.get_command(app)
     from_render = check_simulate_flags(group.context_class(group), flags, 0.5)
-    assert dataclasses.replace(from_render, output=seen[0].output) == seen[0]
+    assert dataclasses.replace(from_render, output=seen[0].output) == check(seen[0])
 
 
 # --- bad input: one line on stderr, exit code 2, nothing printed ----------------------------------
@@ -442,7 +443,7 @@ def test_installed_command_renders_and_refuses_without_traceback():
 def test_render_does_not_need_the_dataset_on_this_machine(tmp_path, monkeypatch, capsys):
     import sys
 
-    from cli.main import main
+    from fedmr_ray.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "reg.example/fedmr:1",
                                       "--gpu-workers", "1", "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10",

@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
 from fedmr_ray.data.catalog import DATASETS
 from fedmr_ray.models import ModelSpec, check_model, entry_names, initial_state, parameter_count
 from fedmr_ray.models.info import model_info
+from fedmr_ray.setup import check
 
 COUNTS = [
     ("mlp", "synthetic", 16_714),  # 60-128-64-10, unchanged
@@ -143,7 +144,7 @@ def custom_module(tmp_path, monkeypatch):
 
 
 def test_custom_factory_builds_and_validates(custom_module):
-    cfg = SimulationConfig(clients=5, model=f"{custom_module}:tiny").validate()
+    cfg = check(SimulationConfig(clients=5, model=f"{custom_module}:tiny"))
     spec = ModelSpec(cfg.model, 10, (60,))
     assert parameter_count(spec) == 610 and spec.build()(torch.zeros(4, 60)).shape == (4, 10)
 
@@ -194,7 +195,7 @@ def test_models_command_without_a_dataset_shows_every_dataset(monkeypatch, capsy
 
 
 def test_validate_uses_the_model_registry_and_data_config():
-    assert SimulationConfig(model="mlp", data=DataConfig()).validate().model == "mlp"
+    assert check(SimulationConfig(model="mlp", data=DataConfig())).model == "mlp"
 
 
 def test_dropout_draws_follow_seed_round_and_client_whatever_ran_before(custom_module):

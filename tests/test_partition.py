@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 from datafiles import write_idx
 from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
 from fedmr_ray.data import load_dataset, load_partition
@@ -18,6 +18,7 @@ from fedmr_ray.data.partition import Partition, dirichlet_partition, iid_partiti
 from fedmr_ray.data import make_synthetic
 from fedmr_ray.results import PARTITION, RunDirectory
 from fedmr_ray.rng import Stream, generator
+from fedmr_ray.setup import check, prepare
 
 LABELS = np.repeat(np.arange(10), 300)  # 3000 samples, 10 balanced classes
 
@@ -95,21 +96,22 @@ def test_a_run_saves_the_partition_it_trains_on_and_reloads_it(tmp_path):
     write_idx(tmp_path / "mnist", n_train=200)
     data = DataConfig(dataset="mnist", data_dir=str(tmp_path / "mnist"), cache_dir=str(tmp_path / "cache"),
                       alpha=0.3, min_samples=5)
-    cfg = SimulationConfig(clients=8, seed=3, data=data, output=str(tmp_path / "run")).validate()
-    run = RunDirectory.create(cfg.output, cfg)
-    trained = load_dataset(cfg)
+    setup = prepare(SimulationConfig(clients=8, seed=3, data=data, output=str(tmp_path / "run")))
+    run = RunDirectory.create(setup, {})
+    trained = setup.data
     saved = read_partition_file(str(run.path / PARTITION), 8, 200)
     assert np.array_equal(saved.offsets, trained.client_offsets)
     assert np.array_equal(saved.sample_index(), trained.client_index)
     again = SimulationConfig(clients=8, seed=99, data=DataConfig(
         dataset="mnist", data_dir=data.data_dir, cache_dir=data.cache_dir, partition_file=str(run.path / PARTITION)))
-    assert np.array_equal(load_dataset(again.validate()).client_index, trained.client_index)
+    assert np.array_equal(load_dataset(check(again)).client_index, trained.client_index)
 
 
 def test_synthetic_natural_split_is_the_seeds_and_not_written(tmp_path):
-    cfg = SimulationConfig(clients=30, seed=2, output=str(tmp_path / "run")).validate()
-    run = RunDirectory.create(cfg.output, cfg)
-    data = load_dataset(cfg)
+    setup = prepare(SimulationConfig(clients=30, seed=2, output=str(tmp_path / "run")))
+    cfg = setup.config
+    run = RunDirectory.create(setup, {})
+    data = setup.data
     assert data.client_index is None and data.make_client is not None  # each client made when it trains
     assert not (run.path / PARTITION).exists()
     eager = make_synthetic(30, seed=2)
@@ -119,7 +121,7 @@ def test_synthetic_natural_split_is_the_seeds_and_not_written(tmp_path):
 
 
 def test_synthetic_can_be_split_by_label_too(tmp_path):
-    cfg = SimulationConfig(clients=20, data=DataConfig(partition="dirichlet", alpha=0.1)).validate()
+    cfg = check(SimulationConfig(clients=20, data=DataConfig(partition="dirichlet", alpha=0.1)))
     data = load_dataset(cfg)
     assert np.array_equal(np.sort(data.client_index), np.arange(len(data.y_train)))
     assert skew(Partition(data.client_offsets, data.client_index), data.y_train, 10) > 0.5

@@ -12,6 +12,7 @@ import torch
 from fedmr_ray import AlgorithmConfig, RuntimeConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.config import ConfigError
 from fedmr_ray.runtime.coordinator import plan_executors
+from fedmr_ray.setup import prepare
 from runs import results
 
 SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, train=TrainConfig(local_epochs=1))
@@ -164,21 +165,18 @@ def test_clients_are_weighed_by_the_executors_timed_step_cost():
 
 
 def test_step_cost_is_timed_without_changing_the_model():
-    from fedmr_ray.data import load_dataset
-    from fedmr_ray.models import ModelSpec
-    from fedmr_ray.train import ClientTrainer
+    from fedmr_ray.train import ClientTrainer, step_cost
 
-    config = SimulationConfig(clients=20, model="mlp").validate()
-    data = load_dataset(config).materialize()
-    trainer = ClientTrainer(ModelSpec("mlp", data.num_classes, data.input_shape), data, config.train, 0)
+    setup = prepare(SimulationConfig(clients=20, model="mlp"))
+    trainer = ClientTrainer(setup.spec, setup.data.materialize(), setup.config.train, 0)
     before = [t.clone() for t in trainer.entries]
-    fixed, per_sample = trainer.step_cost()
+    fixed, per_sample = step_cost(trainer)
     assert fixed > 0 and per_sample >= 0
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.entries))
 
 
 def test_means_of_more_models_than_a_chunk_agree_with_the_serial_backend(ray_local):
-    from fedmr_ray.algorithms import SUM_CHUNK
+    from fedmr_ray.algorithms.base import SUM_CHUNK
 
     config = SimulationConfig(clients=300, fraction=0.5, rounds=2, eval_every=1, train=TrainConfig(local_epochs=1))
     assert config.cohort_size > SUM_CHUNK  # sums of partial sums

@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 
-from fedmr_ray.config import ConfigError
+from fedmr_ray.algorithms import settings_of
+from fedmr_ray.config import AlgorithmConfig, ConfigError
 from fedmr_ray.recombine import draw_permutations, entry_groups, parse_granularity, recombine
 
 NAMES = ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
@@ -53,5 +56,7 @@ def test_block_granularity_follows_the_reference_partition():
 
 @pytest.mark.parametrize("bad", ["row", "block", "block:0", "block:1.5", "block:x", ""])
 def test_bad_granularity_is_refused_with_what_is_accepted(bad):
-    with pytest.raises(ConfigError, match="accepted values are: tensor, layer, block:P"):
-        parse_granularity(bad)
+    assert parse_granularity(bad) is None
+    with pytest.raises(ConfigError, match=f"--granularity '{re.escape(bad)}': must be tensor, layer, or block:P "
+                                          "with 0 < P <= 1"):
+        settings_of(AlgorithmConfig("fedmr", granularity=bad))

@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-from cli.main import main
+from fedmr_ray.cli.main import main
 from fedmr_ray.results import RunDirectory
 
 

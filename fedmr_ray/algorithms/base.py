@@ -1,5 +1,6 @@
-"""What every algorithm shares: the server step it asks the runtime to carry out, the client-side
-rule it adds to local training, and the arithmetic they are made of.
+"""What every algorithm shares: what it is built from, the server step it asks the runtime to carry
+out, and the arithmetic they are made of. What it adds to local training implements the
+trainer's hooks (train/hooks.py).
 
 An algorithm never sees where models live. It answers questions in numbers (which permutation,
 which weights) and hands over pure functions (a local rule, a server task); the runtime moves
@@ -15,12 +16,33 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+from fedmr_ray.config import Settings
+from fedmr_ray.train.hooks import LocalRule
 
-    from fedmr_ray.train import LocalRun
+if TYPE_CHECKING:
+    from fedmr_ray.models.info import ModelInfo
 
 Entries = list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class NoSettings(Settings):
+    """The settings of an algorithm that has none of its own."""
+
+
+@dataclass(frozen=True)
+class AlgorithmContext:
+    """What an algorithm may know when it is built: its own settings (its module's `Settings`),
+    the model's layout, the clients' sizes (one per client: the run's client count) and their
+    label counts (FedGen's server weighs clients by them), the dataset's name and the seed."""
+
+    settings: Any
+    info: ModelInfo
+    client_sizes: np.ndarray
+    num_classes: int
+    dataset: str
+    seed: int
+    label_counts: Callable[[np.ndarray], np.ndarray]  # clients -> [clients, classes]
 
 
 @dataclass(frozen=True)
@@ -69,39 +91,6 @@ class Sampling:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-class LocalRule:
-    """What a client does beyond plain local SGD on cross-entropy (pure torch, no Ray). Rules are
-    stateless: what one client's training needs lives in `run.scratch`.
-
-    server_state: server state a client reads (sent with every job).
-    client_state: per-client state the rule writes, one list of entries shaped like the model's
-      state entries each, kept by the server for every client that has trained.
-    client_reads: the subset of it a client reads back (sent when the client has it).
-    representation: whether `loss` needs the input of the model's last linear layer.
-    """
-
-    server_state: tuple[str, ...] = ()
-    client_state: tuple[str, ...] = ()
-    client_reads: tuple[str, ...] = ()
-    representation: bool = False
-
-    def start(self, run: LocalRun) -> None:
-        """Once per client and round, before its first step."""
-
-    def loss(self, run: LocalRun, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
-             representation: torch.Tensor | None) -> torch.Tensor | None:
-        """A term added to the batch's cross-entropy, or None."""
-        return None
-
-    def grads(self, run: LocalRun, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The gradients of the parameters, adjusted before the SGD step."""
-        return grads
-
-    def finish(self, run: LocalRun) -> dict[str, Entries]:
-        """The client's new state, after its last step."""
-        return {}
-
-
 class Algorithm:
     """The defaults: one server model, plain local training, uniform sampling, no server state."""
 
@@ -110,6 +99,10 @@ class Algorithm:
     def num_server_models(self, cohort_size: int) -> int:
         """How many models the server keeps; slot j of a cohort trains model j % that number."""
         return 1
+
+    def initialisations(self, count: int) -> list[int]:
+        """Which initialisation (seeded by (seed, index)) each of the server's models starts from."""
+        return [0] * count
 
     def initial_server_state(self) -> dict[str, Entries]:
         return {}

@@ -15,9 +15,10 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
-from fedmr_ray.algorithms.base import LocalRule, Sampling, ServerStep, uniform_weights
+from fedmr_ray.algorithms.base import AlgorithmContext, Sampling, ServerStep, uniform_weights
 from fedmr_ray.algorithms.fedavg import FedAvg
 from fedmr_ray.rng import Stream, generator
+from fedmr_ray.train.hooks import LocalRule
 
 
 class UpdateRule(LocalRule):
@@ -130,5 +131,5 @@ class CluSamp(FedAvg):
         return ServerStep(weights=uniform_weights(len(sizes)))
 
 
-def make(ctx) -> CluSamp:
-    return CluSamp(ctx.client_sizes, ctx.config.seed)
+def make(ctx: AlgorithmContext) -> CluSamp:
+    return CluSamp(ctx.client_sizes, ctx.seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmr_ray.algorithms.base import Algorithm, ServerStep, size_weights
+from fedmr_ray.algorithms.base import Algorithm, AlgorithmContext, ServerStep, size_weights
 
 
 class FedAvg(Algorithm):
@@ -15,5 +15,5 @@ class FedAvg(Algorithm):
         return None  # the server's model
 
 
-def make(ctx) -> FedAvg:
+def make(ctx: AlgorithmContext) -> FedAvg:
     return FedAvg()

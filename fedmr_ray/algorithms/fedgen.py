@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedmr_ray.algorithms.base import LocalRule, ServerTask
+from fedmr_ray.algorithms.base import AlgorithmContext, ServerTask
 from fedmr_ray.algorithms.fedavg import FedAvg
 from fedmr_ray.rng import Stream, torch_seed
+from fedmr_ray.train.hooks import LocalRule
 
 HIDDEN = 512
 NOISE = 100
@@ -31,7 +32,7 @@ MIN_SAMPLES_PER_LABEL = 1
 
 
 @dataclass(frozen=True)
-class Settings:
+class DatasetSettings:
     lr: float  # ensemble_lr
     weight_decay: float
     alpha: float  # generative_alpha: weight of the clients' teacher loss
@@ -40,10 +41,10 @@ class Settings:
 
 # The reference's FedGenRUNCONFIGS; datasets it does not list take CIFAR-10's.
 SETTINGS = {
-    "femnist": Settings(3e-4, 1e-2, 10.0, 10.0),
-    "cifar10": Settings(3e-4, 1e-2, 0.2, 0.2),
-    "cifar100": Settings(1e-4, 1e-2, 10.0, 1.0),
-    "cifar100-coarse": Settings(1e-4, 1e-2, 10.0, 1.0),  # what the reference calls cifar100
+    "femnist": DatasetSettings(3e-4, 1e-2, 10.0, 10.0),
+    "cifar10": DatasetSettings(3e-4, 1e-2, 0.2, 0.2),
+    "cifar100": DatasetSettings(1e-4, 1e-2, 10.0, 1.0),
+    "cifar100-coarse": DatasetSettings(1e-4, 1e-2, 10.0, 1.0),  # what the reference calls cifar100
 }
 
 
@@ -77,7 +78,7 @@ def diversity_loss(noise: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
 
 
 def train_generator(state: list[np.ndarray], heads: list[list[np.ndarray]], *, label_counts: np.ndarray,
-                    num_classes: int, latent: int, settings: Settings, seed: int, round_index: int) -> list[np.ndarray]:
+                    num_classes: int, latent: int, settings: DatasetSettings, seed: int, round_index: int) -> list[np.ndarray]:
     """One round of the server's generator training against the cohort's classifier heads
     (heads[k] = [weight, bias] of client k's last linear layer); returns the new state."""
     torch.manual_seed(torch_seed(seed, Stream.SERVER, round_index))
@@ -110,7 +111,7 @@ def train_generator(state: list[np.ndarray], heads: list[list[np.ndarray]], *, l
 class DistillationRule(LocalRule):
     server_state = ("generator",)
 
-    def __init__(self, num_classes: int, latent: int, settings: Settings):
+    def __init__(self, num_classes: int, latent: int, settings: DatasetSettings):
         self.num_classes, self.latent, self.settings = num_classes, latent, settings
 
     def start(self, run) -> None:
@@ -134,12 +135,12 @@ class DistillationRule(LocalRule):
 
 
 class FedGen(FedAvg):
-    def __init__(self, ctx):
+    def __init__(self, ctx: AlgorithmContext):
         self.num_classes, self.latent = ctx.num_classes, ctx.info.representation_dim
-        self.settings = SETTINGS.get(ctx.config.data.dataset, SETTINGS["cifar10"])
+        self.settings = SETTINGS.get(ctx.dataset, SETTINGS["cifar10"])
         self.head_entries = ctx.info.head_entries
         self.label_counts = ctx.label_counts
-        self.seed = ctx.config.seed
+        self.seed = ctx.seed
         self.local = DistillationRule(self.num_classes, self.latent, self.settings)
 
     def initial_server_state(self) -> dict[str, list[np.ndarray]]:
@@ -152,5 +153,5 @@ class FedGen(FedAvg):
             "settings": self.settings, "seed": self.seed, "round_index": round_index})
 
 
-def make(ctx) -> FedGen:
+def make(ctx: AlgorithmContext) -> FedGen:
     return FedGen(ctx)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedmr_ray.algorithms.base import Algorithm, ServerStep, uniform_weights
+from fedmr_ray.algorithms.base import Algorithm, AlgorithmContext, ServerStep, uniform_weights
 
 
 @dataclass(frozen=True)
@@ -25,5 +25,5 @@ class FedIndep(Algorithm):
         return uniform_weights(len(sizes))
 
 
-def make(ctx) -> FedIndep:
+def make(ctx: AlgorithmContext) -> FedIndep:
     return FedIndep(len(ctx.info.names))

@@ -3,12 +3,21 @@ over the parameters, w_global being the model the client received."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from fedmr_ray.algorithms.base import LocalRule
+from fedmr_ray.algorithms.base import AlgorithmContext
 from fedmr_ray.algorithms.fedavg import FedAvg
+from fedmr_ray.config import Settings as Base
+from fedmr_ray.config import setting
+from fedmr_ray.train.hooks import LocalRule
 
-DEFAULT_MU = 0.01  # the reference's prox_alpha
+
+@dataclass(frozen=True)
+class Settings(Base):
+    mu: float = setting(0.01, "FedProx: weight of the proximal term (the reference's prox_alpha).",
+                        check=lambda v: v >= 0, must=">= 0")
 
 
 class ProximalRule(LocalRule):
@@ -26,6 +35,5 @@ class FedProx(FedAvg):
         self.local = ProximalRule(mu)
 
 
-def make(ctx) -> FedProx:
-    mu = ctx.config.algorithm.mu
-    return FedProx(DEFAULT_MU if mu is None else mu)
+def make(ctx: AlgorithmContext) -> FedProx:
+    return FedProx(ctx.settings.mu)

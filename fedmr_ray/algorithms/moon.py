@@ -9,15 +9,24 @@ before takes the global model as its previous one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedmr_ray.algorithms.base import LocalRule
+from fedmr_ray.algorithms.base import AlgorithmContext
 from fedmr_ray.algorithms.fedavg import FedAvg
+from fedmr_ray.config import Settings as Base
+from fedmr_ray.config import setting
+from fedmr_ray.train.hooks import LocalRule
 
-DEFAULT_MU = 5.0
-DEFAULT_TEMPERATURE = 0.5
+
+@dataclass(frozen=True)
+class Settings(Base):
+    mu: float = setting(5.0, "MOON: weight of the contrastive loss.", check=lambda v: v >= 0, must=">= 0")
+    temperature: float = setting(0.5, "MOON: temperature of the contrastive loss.", check=lambda v: v > 0,
+                                 must="> 0")
 
 
 class ContrastiveRule(LocalRule):
@@ -52,6 +61,5 @@ class Moon(FedAvg):
         self.local = ContrastiveRule(mu, temperature)
 
 
-def make(ctx) -> Moon:
-    a = ctx.config.algorithm
-    return Moon(DEFAULT_MU if a.mu is None else a.mu, a.temperature)
+def make(ctx: AlgorithmContext) -> Moon:
+    return Moon(ctx.settings.mu, ctx.settings.temperature)

@@ -15,10 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedmr_ray.algorithms.base import Algorithm, LocalRule, ServerStep, StateUpdate, uniform_weights
+from fedmr_ray.algorithms.base import Algorithm, AlgorithmContext, ServerStep, StateUpdate, uniform_weights
+from fedmr_ray.config import Settings as Base
+from fedmr_ray.config import setting
+from fedmr_ray.train.hooks import LocalRule
 
 CLIP_NORM = 10.0
 WEIGHT_DECAY = 1e-5
+
+
+@dataclass(frozen=True)
+class Settings(Base):
+    server_lr: float = setting(1.0, "SCAFFOLD: the server's step size.", check=lambda v: v > 0, must="> 0")
 
 
 class ControlVariateRule(LocalRule):
@@ -74,8 +82,7 @@ class Scaffold(Algorithm):
         return None  # the server's model
 
 
-def make(ctx) -> Scaffold:
+def make(ctx: AlgorithmContext) -> Scaffold:
     info = ctx.info
     params = tuple(e for e, is_param in enumerate(info.is_param) if is_param)
-    return Scaffold(ctx.config.clients, ctx.config.algorithm.server_lr, tuple(info.zeros()),
-                    ControlVariateRule(params))
+    return Scaffold(len(ctx.client_sizes), ctx.settings.server_lr, tuple(info.zeros()), ControlVariateRule(params))

@@ -1,8 +1,9 @@
 """Datasets: each a `FederatedDataset`, built from the configuration.
 
-A real dataset is read from local files (sources.py), decoded once and cached (cache.py), then
-normalised and split among the clients (partition.py). The synthetic one is generated from the
-seed; under its natural partition it is exactly `make_synthetic`.
+A real dataset is read from local files (sources.py), decoded once and cached (cache.py), split
+among the clients (partition.py) and normalised. The synthetic one is generated from the seed;
+under its natural partition it is exactly `make_synthetic`. A run reads and splits its data once,
+through `load` (fedmr_ray.setup.prepare calls it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
+from fedmr_ray.config import DataConfig, SimulationConfig
+from fedmr_ray.errors import ConfigError
 from fedmr_ray.data.catalog import DATASETS, PARTITIONS, DatasetSpec, dataset_spec
 from fedmr_ray.data.dataset import FederatedDataset
 from fedmr_ray.data.partition import (
@@ -26,9 +28,9 @@ from fedmr_ray.data.sources import Decoded, locate, normalise
 from fedmr_ray.data.synthetic import generated_synthetic, make_synthetic, synthetic_offsets
 from fedmr_ray.rng import Stream, generator
 
-__all__ = ["DATASETS", "PARTITIONS", "DatasetSpec", "FederatedDataset", "Partition", "check_data", "dataset_spec",
-           "generated_from_seed", "load_dataset", "load_labels", "load_partition", "make_synthetic", "partition_counts",
-           "partition_scheme"]
+__all__ = ["DATASETS", "PARTITIONS", "DatasetSpec", "FederatedDataset", "Partition", "dataset_spec",
+           "generated_from_seed", "load", "load_dataset", "load_labels", "load_partition", "make_synthetic",
+           "partition_counts", "partition_scheme"]
 
 
 def partition_scheme(data: DataConfig) -> str:
@@ -99,26 +101,28 @@ def partition_counts(config: SimulationConfig) -> tuple[Partition, np.ndarray]:
     return partition, partition.label_counts(labels, dataset_spec(config.data.dataset).num_classes)
 
 
-def check_data(config: SimulationConfig) -> None:
-    """Raise ConfigError where the dataset is missing or malformed or the partition cannot be
-    made, before anything starts (it decodes and caches a dataset seen for the first time)."""
-    if not generated_from_seed(config.data):
-        load_partition(config)
+def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
+    """The dataset split among the run's clients, and the split (None for data generated from the
+    seed, where the seed is the split). The partition is made from the labels before the inputs
+    are normalised: a partition that cannot be made fails fast. A missing or malformed dataset,
+    or a partition that cannot be made, is a ConfigError."""
+    data = config.data
+    if generated_from_seed(data):  # generated where and when each client trains
+        return generated_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta), None
+    if data.dataset == "synthetic":
+        base = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+        partition = make_partition(config, base.y_train, base.client_offsets)
+    else:
+        decoded = _decoded(data)
+        y_train = np.asarray(decoded.y_train)
+        partition = make_partition(config, y_train, decoded.users)
+        base = FederatedDataset(
+            name=data.dataset, x_train=normalise(decoded.x_train), y_train=y_train,
+            x_test=normalise(decoded.x_test), y_test=np.asarray(decoded.y_test),
+            client_offsets=np.zeros(1, np.int64), num_classes=dataset_spec(data.dataset).num_classes)
+    return dataclasses.replace(base, client_offsets=partition.offsets, client_index=partition.index), partition
 
 
 def load_dataset(config: SimulationConfig) -> FederatedDataset:
-    data = config.data
-    if generated_from_seed(data):  # generated where and when each client trains
-        return generated_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
-    if data.dataset == "synthetic":
-        base = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
-        users = base.client_offsets
-    else:
-        decoded = _decoded(data)
-        base = FederatedDataset(
-            name=data.dataset, x_train=normalise(decoded.x_train), y_train=np.asarray(decoded.y_train),
-            x_test=normalise(decoded.x_test), y_test=np.asarray(decoded.y_test),
-            client_offsets=np.zeros(1, np.int64), num_classes=dataset_spec(data.dataset).num_classes)
-        users = decoded.users
-    partition = make_partition(config, base.y_train, users)
-    return dataclasses.replace(base, client_offsets=partition.offsets, client_index=partition.index)
+    """The dataset split among the run's clients (`load` without the split)."""
+    return load(config)[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedmr_ray.config import ConfigError
+from fedmr_ray.errors import SettingError
 
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
 
@@ -85,5 +85,5 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 
 def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ConfigError(f"--dataset {name!r}: accepted values are: {', '.join(DATASETS)}")
+        raise SettingError("data.dataset", "--dataset", name, f"accepted values are: {', '.join(DATASETS)}")
     return DATASETS[name]

@@ -78,6 +78,10 @@ class FederatedDataset:
         _, y, (rows,) = self.client_arrays([client])
         return np.bincount(y[rows], minlength=self.num_classes)
 
+    def cohort_label_counts(self, clients: Sequence[int]) -> np.ndarray:
+        """[clients, classes]: how many samples of each class each of these clients holds."""
+        return np.stack([self.label_counts(int(c)) for c in clients])
+
     def client_samples(self, client: int) -> tuple[np.ndarray, np.ndarray]:
         x, y, (rows,) = self.client_arrays([client])
         return x[rows], y[rows]

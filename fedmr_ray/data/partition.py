@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from fedmr_ray.config import ConfigError, one_line
+from fedmr_ray.errors import ConfigError, one_line
 
 MAX_DIRICHLET_DRAWS = 1000
 COLUMNS = ("client_id", "sample_index")  # a partition as a table: one row per (client, sample)

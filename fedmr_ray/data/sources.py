@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedmr_ray.config import ConfigError, one_line
+from fedmr_ray.errors import ConfigError, one_line
 from fedmr_ray.data.catalog import DatasetSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmr_ray.config import ConfigError, one_line
+from fedmr_ray.errors import ConfigError, SettingError, one_line
 from fedmr_ray.models.cnn import cnn, cnn_femnist
 from fedmr_ray.models.mlp import mlp
 from fedmr_ray.models.resnet import resnet20
@@ -36,12 +36,16 @@ def _custom_factory(name: str) -> Factory:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # whatever the module raises on import is the user's to see
-        raise ConfigError(f"--model {name!r}: cannot import {module_name} ({type(err).__name__}: "
+        raise model_error(name, f"cannot import {module_name} ({type(err).__name__}: "
                           f"{one_line(err)})") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
-        raise ConfigError(f"--model {name!r}: {module_name} has no callable {attribute!r}")
+        raise model_error(name, f"{module_name} has no callable {attribute!r}")
     return factory
+
+
+def model_error(name: str, problem: str) -> SettingError:
+    return SettingError("model", "--model", name, problem)
 
 
 def model_factory(name: str) -> Factory:
@@ -49,7 +53,7 @@ def model_factory(name: str) -> Factory:
         return MODELS[name]
     module_name, colon, attribute = name.partition(":")
     if not (colon and module_name and attribute.isidentifier()):
-        raise ConfigError(f"--model {name!r}: accepted values are: {', '.join(MODELS)}, or {CUSTOM}")
+        raise model_error(name, f"accepted values are: {', '.join(MODELS)}, or {CUSTOM}")
     return _custom_factory(name)
 
 
@@ -76,18 +80,18 @@ def _built(spec: ModelSpec) -> nn.Module:
         with torch.device("meta"):
             model = spec.build()
             if not isinstance(model, nn.Module):
-                raise ConfigError(f"--model {spec.name!r}: the factory returned {type(model).__name__}, "
+                raise model_error(spec.name, f"the factory returned {type(model).__name__}, "
                                   "not a torch.nn.Module")
             out = model.eval()(torch.zeros((2, *spec.input_shape)))
     except ConfigError:
         raise
     except Exception as err:
-        raise ConfigError(f"--model {spec.name!r}: factory(num_classes={spec.num_classes}, input_shape="
+        raise model_error(spec.name, f"factory(num_classes={spec.num_classes}, input_shape="
                           f"{tuple(spec.input_shape)}) and a forward pass on torch's meta device (where models are "
                           f"built to read their layout) failed ({type(err).__name__}: {one_line(err)})") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, spec.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"--model {spec.name!r}: forward must return logits of shape [batch, "
+        raise model_error(spec.name, f"forward must return logits of shape [batch, "
                           f"{spec.num_classes}], returned {got}")
     return model
 
@@ -100,9 +104,10 @@ def check_model(name: str, dataset: DatasetSpec) -> int:
     """The model's parameter count on this dataset, or a ConfigError where it cannot take its input."""
     try:
         return parameter_count(ModelSpec(name, dataset.num_classes, dataset.input_shape))
-    except ConfigError as err:
+    except SettingError as err:
         if name in MODELS:  # a shape mismatch: say which dataset gave the shape
-            raise ConfigError(f"{err} (--dataset {dataset.name})") from None
+            raise SettingError("model", "--model", name, f"{err.problem} (--dataset {dataset.name})",
+                               quote=False) from None
         raise
 
 

@@ -46,7 +46,7 @@ class FemnistCNN(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, kernel_size=5)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=5)
-        self.pool = nn.MaxPool2d(2)  # the reference's F.max_pool2d(x, 2), as a module: see models/pool.py
+        self.pool = nn.MaxPool2d(2)  # the reference's F.max_pool2d(x, 2), as a module: see models/maxpool.py
         self.fc1 = nn.Linear(512, 256)
         self.fc2 = nn.Linear(256, num_classes)
 

@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 import ray
 
-from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
-from fedmr_ray.data import load_dataset
-from fedmr_ray.federation import Federation, RoundRecord, Snapshot, build_algorithm, run_summary
-from fedmr_ray.models import ModelSpec
-from fedmr_ray.models.info import model_info
+from fedmr_ray.config import RuntimeConfig
+from fedmr_ray.errors import ConfigError
+from fedmr_ray.federation import Federation, RoundRecord, Snapshot, run_summary
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool, traffic
 
@@ -50,13 +48,13 @@ def fitting_now(runtime: RuntimeConfig, resources: dict[str, float]) -> int:
 
 @ray.remote(num_cpus=0)
 class Coordinator:
-    def __init__(self, config: dict[str, Any]):
-        cfg = SimulationConfig.from_dict(config)
-        data = load_dataset(cfg)
-        spec = ModelSpec(cfg.model, data.num_classes, data.input_shape)
-        algorithm = build_algorithm(cfg, spec, data)
-        data_ref = ray.put(data)
-        rt = cfg.runtime
+    def __init__(self, setup_ref: list[ray.ObjectRef], runtime: RuntimeConfig):
+        """`setup_ref`: the run's Setup in the object store, in a list so that Ray hands over the
+        reference (executors receive the same one) rather than the value; `runtime`: where the
+        run executes (the driver may have changed the configuration's, see driver.RayRun)."""
+        (ref,) = setup_ref
+        setup = ray.get(ref)  # its arrays read in place from the object store
+        cfg, rt, local = setup.config, runtime, setup.algorithm.local
 
         def start_executor():
             # An executor holds nothing a call cannot rebuild, and a call gives the same result on
@@ -64,20 +62,17 @@ class Coordinator:
             # a dead executor's calls fail at once rather than wait for a restart that may never
             # find room in a cluster that shrank).
             return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0).remote(
-                spec, data_ref, cfg.train, cfg.seed, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0,
-                algorithm.local, cfg.data.augment)
+                ref, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
 
-        writes = algorithm.local.client_state if algorithm.local else ()
-        info = model_info(spec)
-        self.pool = ExecutorPool(start_executor, target, info.nbytes, data.client_sizes(), cfg.train, writes)
+        writes = local.client_state if local else ()
+        self.pool = ExecutorPool(start_executor, target, setup.info.nbytes, setup.data.client_sizes(), cfg.train, writes)
         self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
-        self.federation = Federation(cfg, spec, data, algorithm, self.pool)
+        self.federation = Federation(setup, self.pool)
         devices = [device for device, _, _ in self.pool.described]
-        self.summary = run_summary(data, self.federation, devices,
-                                   vectorised=all(vectorised for _, vectorised, _ in self.pool.described))
+        self.summary = run_summary(setup, devices, vectorised=all(vectorised for _, vectorised, _ in self.pool.described))
 
     def describe(self) -> dict[str, Any]:
         return self.summary

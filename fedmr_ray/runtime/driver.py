@@ -11,10 +11,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord, Snapshot
 from fedmr_ray.runtime import entries
 from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
+from fedmr_ray.setup import Setup
 
 
 @contextmanager
@@ -35,16 +35,19 @@ def ray_cluster(address: str | None) -> Iterator[None]:
 class RayRun:
     """A simulation on Ray: `describe()` after setup, then `step()` once per round."""
 
-    def __init__(self, config: SimulationConfig):
+    def __init__(self, setup: Setup):
         resources = ray.cluster_resources()
-        if config.runtime.gpus_per_actor > 0 and not resources.get("GPU") and config.runtime.address is None:
-            print(f"fedmr-ray: warning: --gpus-per-actor {config.runtime.gpus_per_actor:g}: "
+        runtime = setup.config.runtime
+        if runtime.gpus_per_actor > 0 and not resources.get("GPU") and runtime.address is None:
+            print(f"fedmr-ray: warning: --gpus-per-actor {runtime.gpus_per_actor:g}: "
                   "the Ray cluster has no GPU; training on CPU", file=sys.stderr)
-            config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, gpus_per_actor=0.0))
-        plan_executors(config.runtime, config.cohort_size, resources)  # refuses what cannot run, before anything starts
-        # on this (the head) node: its objects (the dataset, the copies of the models) stay when workers leave
+            runtime = dataclasses.replace(runtime, gpus_per_actor=0.0)
+        plan_executors(runtime, setup.config.cohort_size, resources)  # refuses what cannot run, before anything starts
+        # the Setup into the object store once, from this (the head) node, where its objects (the
+        # dataset, the copies of the models) stay when workers leave; the coordinator too
+        self.setup_ref = ray.put(setup)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self.coordinator = Coordinator.options(scheduling_strategy=here).remote(config.to_dict())
+        self.coordinator = Coordinator.options(scheduling_strategy=here).remote([self.setup_ref], runtime)
         self._pending: ray.ObjectRef | None = None
 
     def describe(self) -> dict[str, Any]:

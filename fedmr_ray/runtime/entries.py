@@ -133,6 +133,42 @@ def fetch(entries: Sequence[Entry]) -> list[np.ndarray]:
     return pick(where, ray.get(objects))
 
 
+@dataclass(frozen=True)
+class CallLayout:
+    """How an executor's train call's flat entries divide: first the call's distinct models, L
+    entries each (jobs that train the same model, as every FedAvg client does, send it once), job
+    k training `models[k]` of them; then, per job, L entries for each stored state it sends
+    (`reads[k]`); then the server state (name, entry count)."""
+
+    entries: int
+    models: tuple[int, ...]
+    reads: tuple[tuple[str, ...], ...]
+    server: tuple[tuple[str, int], ...]
+    writes: tuple[str, ...]  # the states each job returns after its model, L entries each
+
+    @staticmethod
+    def pack(models: Sequence[Sequence[Entry]]) -> tuple[tuple[int, ...], list[Entry]]:
+        """(index of each job's model among the distinct ones, their entries flat)."""
+        distinct: dict[tuple, int] = {}
+        index = tuple(distinct.setdefault(tuple(model), len(distinct)) for model in models)
+        return index, [ref for model in distinct for ref in model]
+
+    def split(self, flat: Sequence) -> tuple[list, list[dict], dict]:
+        size, count = self.entries, max(self.models, default=-1) + 1
+        distinct = [list(flat[k * size:(k + 1) * size]) for k in range(count)]
+        pos, states = count * size, []
+        for names in self.reads:
+            states.append({})
+            for name in names:
+                states[-1][name] = list(flat[pos:pos + size])
+                pos += size
+        server = {}
+        for name, entries in self.server:
+            server[name] = list(flat[pos:pos + entries])
+            pos += entries
+        return [distinct[k] for k in self.models], states, server
+
+
 def alone_by_size(nbytes: Sequence[int]) -> tuple[bool, ...]:
     """Per entry of a model, given each one's bytes: whether it travels alone."""
     return tuple(size >= PACK_LIMIT for size in nbytes)

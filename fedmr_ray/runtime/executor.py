@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import ray
 import torch
 
-from collections.abc import Callable
-from typing import Any
-
-from fedmr_ray.algorithms import LocalRule, finish_sum, partial_sum, weighted_sum
-from fedmr_ray.config import TrainConfig
-from fedmr_ray.data import FederatedDataset
-from fedmr_ray.models import ModelSpec
-from fedmr_ray.runtime.entries import Pack, Where, bundle, pack, pick
-from fedmr_ray.runtime.pool import CallLayout
-from fedmr_ray.train import ClientTrainer, TrainJob
+from fedmr_ray.algorithms.base import finish_sum, partial_sum, weighted_sum
+from fedmr_ray.runtime.entries import CallLayout, Pack, Where, bundle, pack, pick
+from fedmr_ray.setup import Setup
+from fedmr_ray.train import ClientTrainer, TrainJob, step_cost
 
 
 # The calls of every round do not report Ray task events (the dashboard's task list,
@@ -27,17 +24,19 @@ QUIET = ray.method(enable_task_events=False)
 
 @ray.remote
 class Executor:
-    def __init__(self, spec: ModelSpec, data: FederatedDataset, train: TrainConfig, seed: int,
-                 threads: int, use_gpu: bool, local: LocalRule | None, augment: bool):
+    def __init__(self, setup: Setup, threads: int, use_gpu: bool):
+        """`setup`: the run's Setup, its arrays read in place from the object store."""
         # intra-op threads follow the CPUs the actor holds: more would fight the other executors
         torch.set_num_threads(threads)
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.trainer = ClientTrainer(spec, data, train, seed, device, local, augment)
+        config = setup.config
+        self.trainer = ClientTrainer(setup.spec, setup.data, config.train, config.seed, device, setup.algorithm.local,
+                                     config.data.augment)
 
     def describe(self) -> tuple[str, bool, tuple[float, float]]:
         """(the device it trains on, whether it trains several clients at once, its step's cost:
         seconds fixed and per sample)."""
-        return str(self.trainer.device), self.trainer.vectorised, self.trainer.step_cost()
+        return str(self.trainer.device), self.trainer.vectorised, step_cost(self.trainer)
 
     # Calls receive entries as the distinct objects holding them and where each entry is among
     # them (runtime/entries.py).

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,10 +13,10 @@ import ray
 import ray.experimental
 from ray.actor import ActorHandle
 
-from fedmr_ray.algorithms import SUM_CHUNK
+from fedmr_ray.algorithms.base import SUM_CHUNK
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.runtime import entries as store
-from fedmr_ray.runtime.entries import Entry, alone_by_size, as_args, locate, returns, unbundle
+from fedmr_ray.runtime.entries import CallLayout, Entry, alone_by_size, as_args, locate, returns, unbundle
 from fedmr_ray.train import ClientResult, TrainJob
 
 Model = list[Entry]
@@ -70,45 +69,54 @@ def plan_shrinking(costs: Sequence[float], executors: int, smallest: float, larg
     return groups + [group] if group else groups
 
 
-@dataclass(frozen=True)
-class CallLayout:
-    """How an executor call's flat arguments divide: first the call's distinct models, L entries
-    each (jobs that train the same model, as every FedAvg client does, send it once), job k
-    training `models[k]` of them; then, per job, L entries for each stored state it sends
-    (`reads[k]`); then the server state (name, entry count)."""
-
-    entries: int
-    models: tuple[int, ...]
-    reads: tuple[tuple[str, ...], ...]
-    server: tuple[tuple[str, int], ...]
-    writes: tuple[str, ...]  # the states each job returns after its model, L entries each
-
-    @staticmethod
-    def pack(models: Sequence[Model]) -> tuple[tuple[int, ...], list[Entry]]:
-        """(index of each job's model among the distinct ones, their entries flat)."""
-        distinct: dict[tuple, int] = {}
-        index = tuple(distinct.setdefault(tuple(model), len(distinct)) for model in models)
-        return index, [ref for model in distinct for ref in model]
-
-    def split(self, flat: Sequence) -> tuple[list, list[dict], dict]:
-        size, count = self.entries, max(self.models, default=-1) + 1
-        distinct = [list(flat[k * size:(k + 1) * size]) for k in range(count)]
-        pos, states = count * size, []
-        for names in self.reads:
-            states.append({})
-            for name in names:
-                states[-1][name] = list(flat[pos:pos + size])
-                pos += size
-        server = {}
-        for name, entries in self.server:
-            server[name] = list(flat[pos:pos + entries])
-            pos += entries
-        return [distinct[k] for k in self.models], states, server
-
-
 # What a call fails with when its executor is gone (killed, out of memory, its node removed):
 # the call is retried on another executor. Anything else (a bug in training) is not hidden.
 EXECUTOR_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
+
+
+class TrainCalls:
+    """One round's train calls: what each sends (entries.CallLayout) and where its outputs go.
+    A call's outputs are known as references when it is submitted; its results (losses, sample
+    counts) when it finishes. A group that is submitted again overwrites its earlier outputs."""
+
+    def __init__(self, jobs: Sequence[TrainJob], models: Sequence[Model], states: Sequence[dict[str, Model]],
+                 server: dict[str, Model], entries: int, alone: tuple[bool, ...], writes: tuple[str, ...]):
+        self.jobs, self.sent_models, self.sent_states = jobs, models, states
+        self.entries, self.writes = entries, writes
+        self.alone = alone * (1 + len(writes))  # a job's outputs: its model, then its states
+        self.server_flat = [e for entries in server.values() for e in entries]
+        self.server_layout = tuple((name, len(entries)) for name, entries in server.items())
+        self.models: list[Model] = [[] for _ in jobs]
+        self.states: list[dict[str, Model]] = [{} for _ in jobs]
+        self.results: list[ClientResult | None] = [None] * len(jobs)
+
+    def submit(self, executor: ActorHandle, group: list[int]) -> ray.ObjectRef:
+        """The group's call on this executor; the reference its results will come back by."""
+        size = self.entries
+        index, model_entries = CallLayout.pack([self.sent_models[i] for i in group])
+        layout = CallLayout(size, index, tuple(tuple(self.sent_states[i]) for i in group), self.server_layout,
+                            self.writes)
+        args = as_args(model_entries + [e for i in group for entries in self.sent_states[i].values() for e in entries]
+                       + self.server_flat)
+        refs = executor.train.options(num_returns=returns(self.alone * len(group)) + 1).remote(
+            [self.jobs[i] for i in group], layout, self.alone, *args)
+        out = unbundle(refs[:-1], self.alone * len(group))
+        per_job = len(self.alone)
+        for k, i in enumerate(group):
+            mine = out[k * per_job:(k + 1) * per_job]
+            self.models[i] = mine[:size]
+            self.states[i] = {name: mine[size * (n + 1):size * (n + 2)] for n, name in enumerate(self.writes)}
+        return refs[-1]
+
+    def collect(self, group: list[int], results: list[ClientResult]) -> None:
+        for i, result in zip(group, results):
+            self.results[i] = result
+
+    def objects(self) -> list[ray.ObjectRef]:
+        """The distinct objects holding the new entries."""
+        produced = [e for model in self.models for e in model]
+        produced += [e for state in self.states for entries in state.values() for e in entries]
+        return locate(produced)[1]
 
 
 class ExecutorPool:
@@ -162,26 +170,33 @@ class ExecutorPool:
 
     def train(self, jobs: Sequence[TrainJob], models: Sequence[Model], states: Sequence[dict[str, Model]],
               server: dict[str, Model]) -> tuple[list[Model], list[ClientResult], list[dict[str, Model]]]:
-        """Groups of clients, the costliest first, each to the first executor with a free slot:
-        the round ends when the slowest executor does, so balance matters more than order."""
+        """Plan the round's groups of clients, hand them out and collect them; the new entries
+        then kept on this (the head) node too."""
         self.refresh()
+        calls = TrainCalls(jobs, models, states, server, self.num_entries, self.alone, self.writes)
+        self.dispatch(self.plan(jobs), calls)
+        self.produced = calls.objects()
+        # a copy of every new object on this node: where the executor that made one leaves with
+        # its node, the object is found here rather than lost
+        ray.wait(self.produced, num_returns=len(self.produced), fetch_local=True)
+        return calls.models, calls.results, calls.states
+
+    def plan(self, jobs: Sequence[TrainJob]) -> list[list[int]]:
+        """The cohort's positions in groups, one executor call each, the costliest clients first:
+        groups that shrink as the round goes on where costs are timed in seconds, else a few
+        equal ones per executor (vectorised executors keep their lanes full)."""
         costs = self.costs(np.array([job.client for job in jobs])).tolist()
-        if self.step_cost() is not None:  # costs in seconds: groups that shrink
-            groups = plan_shrinking(costs, len(self.ready), SMALLEST_CALL_S, MAX_CLIENTS_PER_CALL)
-        else:
-            groups = plan_groups(costs, max(len(self.ready) * GROUPS_PER_EXECUTOR,
-                                            -(-len(jobs) // MAX_CLIENTS_PER_CALL)))
+        if self.step_cost() is not None:
+            return plan_shrinking(costs, len(self.ready), SMALLEST_CALL_S, MAX_CLIENTS_PER_CALL)
+        return plan_groups(costs, max(len(self.ready) * GROUPS_PER_EXECUTOR, -(-len(jobs) // MAX_CLIENTS_PER_CALL)))
+
+    def dispatch(self, groups: list[list[int]], calls: TrainCalls) -> None:
+        """Each group to the first executor with a free slot, until every group has trained: the
+        round ends when the slowest executor does, so balance matters more than order. A group
+        whose executor dies trains again elsewhere; the dead executor leaves the pool."""
         pending = deque(groups)
         free = deque(self.ready * IN_FLIGHT_PER_EXECUTOR)
-        new_models: list[Model] = [[] for _ in jobs]
-        new_states: list[dict[str, Model]] = [{} for _ in jobs]
-        results: list[ClientResult | None] = [None] * len(jobs)
         in_flight: dict[ray.ObjectRef, tuple[ActorHandle, list[int]]] = {}
-        size = self.num_entries
-        alone = self.alone * (1 + len(self.writes))  # a job's outputs: its model, then its states
-        per_job = len(alone)
-        server_flat = [e for entries in server.values() for e in entries]
-        server_layout = tuple((name, len(entries)) for name, entries in server.items())
         used: set[ActorHandle] = set()
         while pending or in_flight:
             if pending and not free and not in_flight:  # every executor is gone: wait for new ones
@@ -189,22 +204,11 @@ class ExecutorPool:
                 free.extend(self.ready * IN_FLIGHT_PER_EXECUTOR)
             while pending and free:
                 group, executor = pending.popleft(), free.popleft()
-                index, model_entries = CallLayout.pack([models[i] for i in group])
-                layout = CallLayout(size, index, tuple(tuple(states[i]) for i in group), server_layout, self.writes)
-                args = as_args(model_entries + [e for i in group for entries in states[i].values() for e in entries]
-                               + server_flat)
-                refs = executor.train.options(num_returns=returns(alone * len(group)) + 1).remote(
-                    [jobs[i] for i in group], layout, alone, *args)
-                out = unbundle(refs[:-1], alone * len(group))
-                for k, i in enumerate(group):
-                    mine = out[k * per_job:(k + 1) * per_job]
-                    new_models[i] = mine[:size]
-                    new_states[i] = {name: mine[size * (n + 1):size * (n + 2)] for n, name in enumerate(self.writes)}
-                in_flight[refs[-1]] = (executor, group)
+                in_flight[calls.submit(executor, group)] = (executor, group)
             done, _ = ray.wait(list(in_flight), num_returns=1, fetch_local=False)
             executor, group = in_flight.pop(done[0])
             try:
-                group_results = ray.get(done[0])
+                calls.collect(group, ray.get(done[0]))
             except EXECUTOR_LOST:
                 # the group's clients train again elsewhere; the lost call's outputs are dropped
                 pending.appendleft(group)
@@ -212,19 +216,9 @@ class ExecutorPool:
                     self.ready.remove(executor)
                 free = deque(e for e in free if e is not executor)
                 continue
-            for i, result in zip(group, group_results):
-                results[i] = result
             used.add(executor)
             free.append(executor)
         self.workers = len(used)
-        # a copy of every new object on this (the head) node: where the executor that made one
-        # leaves with its node, the object is found here rather than lost
-        produced = [e for model in new_models for e in model]
-        produced += [e for state in new_states for entries in state.values() for e in entries]
-        objects = locate(produced)[1]
-        ray.wait(objects, num_returns=len(objects), fetch_local=True)
-        self.produced = objects
-        return new_models, results, new_states
 
     def costs(self, clients: np.ndarray) -> np.ndarray:
         """The clients' expected training times, to balance groups by: their local steps times a

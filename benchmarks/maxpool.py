@@ -1,6 +1,6 @@
-"""The trainer's 2x2 max-pooling (fedmr_ray/models/pool.py) against torch's, one thread.
+"""The trainer's 2x2 max-pooling (fedmr_ray/models/maxpool.py) against torch's, one thread.
 
-    python -m benchmarks.pool [--rounds 6] [--repeats 7]
+    python -m benchmarks.maxpool [--rounds 6] [--repeats 7]
 
 1. Forward and backward of one pooling, torch's F.max_pool2d and max_pool2x2 taking turns on the
    same input (a ReLU's output), the median of `--repeats` timings of 5 to 50 calls each, for the
@@ -26,7 +26,7 @@ from benchmarks.overhead import workload
 from fedmr_ray.data import load_dataset
 from fedmr_ray.federation import sample_cohort
 from fedmr_ray.models import ModelSpec, initial_state
-from fedmr_ray.models.pool import FastMaxPool2d, max_pool2x2
+from fedmr_ray.models.maxpool import FastMaxPool2d, max_pool2x2
 from fedmr_ray.train import ClientTrainer, TrainJob
 
 SHAPES = {"cnn pool 1": (50, 6, 24, 24), "cnn pool 2": (50, 16, 8, 8), "cnn-femnist pool 1": (50, 16, 24, 24),

@@ -1,4 +1,4 @@
-"""The trainer's 2x2 max-pooling (models/pool.py): torch's numbers to the bit, on the real models."""
+"""The trainer's 2x2 max-pooling (models/maxpool.py): torch's numbers to the bit, on the real models."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from torch import nn
 from fedmr_ray.config import TrainConfig
 from fedmr_ray.data import FederatedDataset
 from fedmr_ray.models import ModelSpec, initial_state
-from fedmr_ray.models.pool import FAST_MIN_ELEMENTS, FastMaxPool2d, fast_pool_is_exact, matches_torch, use_fast_pools
+from fedmr_ray.models.maxpool import FAST_MIN_ELEMENTS, FastMaxPool2d, fast_pool_is_exact, matches_torch, use_fast_pools
 from fedmr_ray.train import ClientTrainer, TrainJob
 
 

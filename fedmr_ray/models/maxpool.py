@@ -3,7 +3,7 @@
 torch's CPU kernel walks each window element by element, a branch per element, with no vector
 instructions. Here the windows' four corners are copied out as four contiguous planes, and the
 maximum and which corner holds it come from a few vectorised whole-tensor operations. On the
-development machine (one thread, `python -m benchmarks.pool`), forward and backward together take
+development machine (one thread, `python -m benchmarks.maxpool`), forward and backward together take
 0.43x torch's time on the 28x28 cnn's first pooling input ([50, 6, 24, 24]) and 0.39x on the
 femnist cnn's ([50, 16, 24, 24]); in the trainer's loop the cnn's first pooling took a median
 0.35 ms instead of 0.55 ms. Small inputs keep torch's kernel (this path's fixed cost outweighs
