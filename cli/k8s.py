@@ -8,20 +8,25 @@ k8s/rayjob.yaml and k8s/raycluster.yaml are renders of these functions (tests/te
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
-from fedmr_ray.cli.options import Sources, simulate_flags
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
+from fedmr_ray.configfile import Sources, all_settings
+from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SLOTS
 from fedmr_ray.setup import check
+from fedmr_ray.sweep import read_sweep
 
 RESULTS_MOUNT = "/mnt/results"
+SWEEP_MOUNT = "/etc/fedmr-ray"  # where a rendered sweep's ConfigMap puts the sweep file, on the head
 RESULTS_VOLUME = "results"
 # The rayproject/ray images run as user ray (uid 1000) in group users (gid 100): fsGroup makes the
 # results volume writable by that group.
@@ -92,17 +97,22 @@ def _pod_template(container: dict[str, Any], *, gpu: bool = False, volumes: list
     return {"spec": spec}
 
 
-def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str) -> dict[str, Any]:
-    """A RayClusterSpec: the head runs the driver and the autoscaler, the workers train."""
+def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str,
+                 mounts: list[tuple[dict[str, Any], str]] = ()) -> dict[str, Any]:
+    """A RayClusterSpec: the head runs the driver (a sweep's trial drivers too, through the
+    DRIVER_RESOURCE it alone offers) and the autoscaler, the workers train. `mounts`: more
+    (volume, path) on the head."""
     head = {
         "name": "ray-head",
         "image": image,
         "ports": [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
                   {"containerPort": 10001, "name": "client"}],
         "resources": HEAD.resources(),
-        "volumeMounts": [{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT}],
+        "volumeMounts": [{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT},
+                         *({"name": volume["name"], "mountPath": path, "readOnly": True} for volume, path in mounts)],
     }
-    results = [{"name": RESULTS_VOLUME, "persistentVolumeClaim": {"claimName": results_pvc}}]
+    results = [{"name": RESULTS_VOLUME, "persistentVolumeClaim": {"claimName": results_pvc}},
+               *(volume for volume, _ in mounts)]
     return {
         "rayVersion": version("ray"),
         "enableInTreeAutoscaling": True,
@@ -113,8 +123,8 @@ def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str) -> dic
             "resources": AUTOSCALER.resources(),
         },
         "headGroupSpec": {
-            # no logical CPUs: executors and tasks never land on the head
-            "rayStartParams": {"num-cpus": "0"},
+            # no logical CPUs: executors and tasks never land on the head; the drivers' resource
+            "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({DRIVER_RESOURCE: DRIVER_SLOTS}))},
             "template": _pod_template(head, volumes=results),
         },
         "workerGroupSpecs": [
@@ -165,6 +175,14 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+def _text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    """Text of several lines as a literal block (a sweep file in a ConfigMap reads as the file)."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def to_yaml(manifest: dict[str, Any]) -> str:
     return yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=float("inf"))
 
@@ -182,7 +200,7 @@ def check_simulate_flags(ctx: typer.Context, simulate_args: list[str],
     root = ctx.find_root()
     command = root.command.get_command(root, "simulate")
     parsed = command.make_context("fedmr-ray simulate", list(simulate_args))
-    flags = simulate_flags()
+    flags = all_settings()
     option = {param.name: max(param.opts, key=len) for param in command.params}
     given = {name for name in parsed.params if parsed.get_parameter_source(name).name == "COMMANDLINE"}
     settings = {flag.name for flag in flags}
@@ -266,20 +284,42 @@ def render(
     name: Annotated[str, _opt(f"RayJob name; the run directory is {RESULTS_MOUNT}/NAME.", JOB)] = "fedmr",
     results_pvc: Annotated[str, _opt(f"PersistentVolumeClaim mounted at {RESULTS_MOUNT} on the head.",
                                      JOB)] = "fedmr-results",
+    sweep: Annotated[Path | None, _opt("Render a sweep instead: a ConfigMap holding this sweep file, and a RayJob "
+                                       f"running `fedmr-ray sweep` on it into {RESULTS_MOUNT}/NAME; each trial's "
+                                       "executors as its [resources] say.", JOB, show_default=False)] = None,
     simulate_args: Annotated[list[str] | None, typer.Argument(
         help="Flags of `fedmr-ray simulate`, after --.", show_default=False)] = None,
 ) -> None:
-    """Print a RayJob manifest (YAML) that runs `fedmr-ray simulate` with the flags after --."""
+    """Print a RayJob manifest (YAML) that runs `fedmr-ray simulate` with the flags after --, or,
+    with --sweep FILE, a ConfigMap and a RayJob that run the sweep."""
     simulate_args = simulate_args or []
     _check_names(image, name, results_pvc, memory_per_worker)
-    config = check_simulate_flags(ctx, simulate_args, gpus_per_actor)
     gpu = WorkerGroup("gpu", gpu_workers, gpu_workers if max_gpu_workers is None else max_gpu_workers,
                       PodShape(str(cpus_per_worker), memory_per_worker, gpus_per_worker))
     cpu = WorkerGroup("cpu", cpu_workers, cpu_workers if max_cpu_workers is None else max_cpu_workers,
                       PodShape(str(cpus_per_worker), memory_per_worker))
+    groups = [group for group in (gpu, cpu) if group.max_replicas > 0]
+    output = f"{RESULTS_MOUNT}/{name}"
+    if sweep is not None:
+        given = ctx.get_parameter_source("gpus_per_actor").name == "COMMANDLINE"
+        _require(not simulate_args and not given, f"--sweep {sweep}: the sweep file holds every setting; give no "
+                 "flags after -- and no --gpus-per-actor (a trial's executors are its [resources])")
+        planned = read_sweep(sweep, Path(output))
+        resources = planned.resources
+        check_workers(RuntimeConfig(cpus_per_actor=resources.cpus_per_executor,
+                                    gpus_per_actor=resources.gpus_per_executor), gpu, cpu)
+        file = f"sweep{sweep.suffix.lower()}"
+        volume = {"name": "sweep", "configMap": {"name": f"{name}-sweep"}}
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": f"{name}-sweep", "labels": {"app.kubernetes.io/name": "fedmr-ray"}},
+                      "data": {file: sweep.read_text()}}
+        entrypoint = shlex.join(["fedmr-ray", "sweep", f"{SWEEP_MOUNT}/{file}", "--output", output])
+        cluster = cluster_spec(image, groups, results_pvc, mounts=[(volume, SWEEP_MOUNT)])
+        typer.echo(to_yaml(config_map) + "---\n" + to_yaml(rayjob(name, entrypoint, cluster)), nl=False)
+        return
+    config = check_simulate_flags(ctx, simulate_args, gpus_per_actor)
     check_workers(config.runtime, gpu, cpu)
 
-    job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor),
-                "--output", f"{RESULTS_MOUNT}/{name}"]
-    cluster = cluster_spec(image, [group for group in (gpu, cpu) if group.max_replicas > 0], results_pvc)
+    job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor), "--output", output]
+    cluster = cluster_spec(image, groups, results_pvc)
     typer.echo(to_yaml(rayjob(name, simulate_entrypoint(job_args), cluster)), nl=False)

@@ -22,7 +22,9 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from fedmr_ray.api import Interrupted
 from fedmr_ray.cli.k8s import k8s_app
-from fedmr_ray.cli.options import Flag, Sources, parameter, simulate_flags, with_parameters
+from fedmr_ray.cli.options import parameter, with_parameters
+from fedmr_ray.cli.sweep import SweepStopped, parse_seeds, run_seeds, sweep_command
+from fedmr_ray.configfile import Setting, Sources, all_settings
 from fedmr_ray.config import ConfigError, SimulationConfig
 from fedmr_ray.results import read_config
 
@@ -35,7 +37,7 @@ def _commands() -> None:
     """Federated Model Recombination (FedMR) simulated on Ray."""
 
 
-SIMULATE_FLAGS = simulate_flags()
+SIMULATE_FLAGS = all_settings()
 # what may change when a run resumes: how long it runs, how often it checkpoints, where it runs
 RESUMABLE = ("rounds", "checkpoint_every", "runtime")
 
@@ -48,7 +50,7 @@ def _given(ctx: typer.Context) -> set[str]:
 
 def _only(name: str, annotation: Any, default: Any, help_text: str, panel: str) -> inspect.Parameter:
     """A parameter of the command itself, not a setting."""
-    return parameter(Flag(name, (), "--" + name.replace("_", "-"), annotation, default, help_text, panel,
+    return parameter(Setting(name, (), "--" + name.replace("_", "-"), annotation, default, help_text, panel,
                           show_default=default is not None))
 
 
@@ -59,7 +61,10 @@ def simulate(ctx: typer.Context, **params: Any) -> None:
 
     given = _given(ctx)
     config_file, resume = params.pop("config"), params.pop("resume")
-    serial, quiet = params.pop("serial"), params.pop("quiet")
+    serial, quiet, seeds = params.pop("serial"), params.pop("quiet"), params.pop("seeds")
+    if seeds is not None and (serial or resume is not None):
+        raise ConfigError(f"--seeds and {'--serial' if serial else '--resume'}: --seeds runs a sweep on Ray "
+                          "(fedmr-ray sweep --resume DIR goes on with one)")
     if resume is not None:
         if config_file is not None:
             raise ConfigError("--config and --resume: give one of them (--resume takes the run's own config.json)")
@@ -70,6 +75,9 @@ def simulate(ctx: typer.Context, **params: Any) -> None:
         if not sources.has("output"):
             algorithm = sources.raw.get("algorithm", {}).get("name", "fedmr")
             sources.put(("output",), str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{algorithm}"))
+        if seeds is not None:
+            run_seeds(sources.config(), parse_seeds(seeds))
+            return
         run_with_progress(sources.config(), serial=serial, quiet=quiet)
     except ConfigError as err:
         raise sources.named(err) from None
@@ -85,6 +93,8 @@ app.command("simulate")(with_parameters(simulate, [
     _only("quiet", bool, False, "No progress bar.", "Output"),
     _only("resume", Path | None, None, "Continue the run in this directory from its checkpoint, with its own "
           "config.json; --rounds, --checkpoint-every and the Ray flags may change.", "Output"),
+    _only("seeds", str | None, None, "Run once per seed (e.g. 0,1,2) as a sweep into --output, one run directory "
+          "per seed, and print the mean and 95% confidence interval over them (see fedmr-ray sweep).", "Run"),
 ]))
 
 
@@ -163,25 +173,39 @@ def models_command(
 
 @app.command("report")
 def report_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (each with metrics.parquet).",
-                                                    show_default=False)],
-    output: Annotated[Path, typer.Option(help="The figure: test accuracy and loss against round.")] = Path(
-        "report.png"),
-    table: Annotated[Path | None, typer.Option(help="Also write the summary table (markdown) here.",
-                                               show_default=False)] = None,
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (each with metrics.parquet), or one "
+                                                        "sweep's directory.", show_default=False)],
+    output: Annotated[Path | None, typer.Option(help="The figure: test accuracy and loss against round \\[default: "
+                                                     "report.png; a sweep's: its curves.png].",
+                                                show_default=False)] = None,
+    table: Annotated[Path | None, typer.Option(help="Also write the summary table (markdown) here \\[a sweep's: "
+                                                    "its summary.md].", show_default=False)] = None,
     target: Annotated[float | None, typer.Option(help="Accuracy for the rounds-to-target column \\[default: "
                                                       "the lowest final accuracy of the runs].",
                                                  show_default=False)] = None,
     title: Annotated[str | None, typer.Option(help="The figure's title \\[default: the run names, a prefix they "
                                                    "share said once].",
                                               show_default=False)] = None,
+    facet: Annotated[str | None, typer.Option(help="A sweep: one panel of the figure per value of this key "
+                                                   "(one the sweep varies, e.g. alpha).", show_default=False)] = None,
 ) -> None:
     """Compare runs: print a summary table (final and best accuracy, the mean of the last evaluations,
-    rounds to a target accuracy) and draw test accuracy and loss against round into a PNG."""
+    rounds to a target accuracy) and draw test accuracy and loss against round into a PNG. For a
+    sweep's directory: the statistics over seeds (mean, std, 95% confidence interval) of each group of
+    trials, written there as summary.md, summary.parquet, trials.parquet and curves.png."""
     from fedmr_ray.report import default_target, default_title, load_runs, plot_runs, summary_table
+    from fedmr_ray.sweep import PLAN
 
     if target is not None and not 0.0 < target <= 1.0:
         raise ConfigError(f"--target {target}: must be an accuracy in (0, 1]")
+    if len(run_dirs) == 1 and (run_dirs[0] / PLAN).is_file():
+        from fedmr_ray.sweep_report import report_sweep
+
+        print("\n".join(report_sweep(run_dirs[0], facet=facet, target=target, figure=output, table=table)))
+        return
+    if facet is not None:
+        raise ConfigError("--facet: for a sweep's directory (one, holding sweep.json)")
+    output = output or Path("report.png")
     runs = load_runs(run_dirs)
     lines = summary_table(runs, default_target(runs) if target is None else target)
     print("\n".join(lines))
@@ -191,6 +215,7 @@ def report_command(
     print(f"wrote {output}" + (f" and {table}" if table is not None else ""))
 
 
+app.command("sweep")(sweep_command)
 app.add_typer(k8s_app, name="k8s")
 
 
@@ -214,6 +239,9 @@ def main() -> None:
         message = _usage_message(err) if isinstance(err, UsageError) else str(err)
         print(f"fedmr-ray: error: {message}", file=sys.stderr)
         sys.exit(2)
+    except SweepStopped as stop:
+        print(f"fedmr-ray: sweep {stop}", file=sys.stderr)
+        sys.exit(stop.code)
     except Interrupted as stop:
         print(f"fedmr-ray: interrupted after round {stop.round}; checkpoint written. Resume with: "
               f"fedmr-ray simulate --resume {shlex.quote(str(stop.run_dir))}", file=sys.stderr)

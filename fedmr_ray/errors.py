@@ -32,11 +32,13 @@ class SettingError(ConfigError):
         """The same error, its key inside `section` of the configuration."""
         return type(self)(f"{section}.{self.key}", self.flag, self.value, self.problem, quote=self.quote)
 
-    def in_file(self, file: str) -> ConfigError:
-        """The same error where the setting came from a config file: named by the file and key."""
+    def in_file(self, file: str, key: str | None = None) -> ConfigError:
+        """The same error where the setting came from a config file: named by the file and the key
+        it gave (by default, where the setting sits)."""
+        key = key or self.key
         if self.value is _NONE:
-            return ConfigError(f"{file}: {self.key}: {self.problem}")
-        return ConfigError(f"{file}: {self.key} = {show(self.value)}: {self.problem}")
+            return ConfigError(f"{file}: {key}: {self.problem}")
+        return ConfigError(f"{file}: {key} = {show(self.value)}: {self.problem}")
 
 
 def must_be(key: str, flag: str, value: Any, accepted: str) -> SettingError:

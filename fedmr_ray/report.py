@@ -101,6 +101,13 @@ def plot_runs(runs: list[RunSummary], path: Path, title: str) -> None:
         axis.grid(alpha=0.3)
     acc.legend()
     fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """The figure as a PNG at `path`, written whole (a temporary file renamed)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -77,7 +77,7 @@ def provenance(backend: str, executors: int, devices: Sequence[str]) -> dict[str
     return {
         "fedmr_ray": _version("fedmr-ray", "fedmr_ray"), "torch": _version("torch", "torch"),
         "ray": _version("ray", "ray"), "numpy": _version("numpy", "numpy"), "python": platform.python_version(),
-        "command": list(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": list(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started_s": time.time(),
         "backend": backend, "executors": executors, "devices": sorted(set(devices)),
     }
 

@@ -54,6 +54,17 @@ def test_a_config_file_sets_every_key_and_flags_win_over_it(tmp_path, monkeypatc
     assert config.algorithm == AlgorithmConfig("fedprox", mu=0.1)
 
 
+def test_settings_may_be_given_by_their_flat_names_at_the_top(tmp_path, monkeypatch, capsys):
+    file = tmp_path / "flat.toml"
+    file.write_text('clients = 12\nrounds = 1\nalgorithm = "moon"\nmu = 2.0\nlocal_epochs = 1\nsynthetic_beta = 0.5\n'
+                    '[train]\nlr = 0.02\n')
+    code, out = run(monkeypatch, capsys, "--config", file, "--output", tmp_path / "run")
+    assert code == 0, out.err
+    config = read_config(tmp_path / "run")
+    assert config.algorithm == AlgorithmConfig("moon", mu=2.0, temperature=0.5)
+    assert (config.train.local_epochs, config.train.lr, config.data.synthetic_beta) == (1, 0.02, 0.5)
+
+
 def test_a_runs_config_json_reruns_it_to_the_same_metrics(tmp_path, monkeypatch, capsys):
     (tmp_path / "exp.toml").write_text(TOML)
     assert run(monkeypatch, capsys, "--config", tmp_path / "exp.toml", "--output", tmp_path / "first")[0] == 0
@@ -80,6 +91,9 @@ BAD_FILES = [
     ('model = "resnet9000"', "exp.toml: model = 'resnet9000': accepted values are: mlp"),
     ('[data]\npartition = "rows"', "exp.toml: data.partition = 'rows': accepted values are: iid"),
     ("clients = [", "--config {file}: not valid TOML"),
+    ("alpha = 0", "exp.toml: alpha = 0.0: must be > 0"),  # named as the file wrote it
+    ('algorithm = "fedavg"\nmu = 0.1', "exp.toml: mu: not a setting of algorithm fedavg"),
+    ("alpha = 0.1\n[data]\nalpha = 0.2", "exp.toml: data.alpha is given twice (as alpha and data.alpha)"),
 ]
 
 

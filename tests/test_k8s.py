@@ -4,6 +4,7 @@ KubeRay v1.7 CRD schemas with unknown fields refused, and has the properties the
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import io
 import os
@@ -453,3 +454,61 @@ def test_render_does_not_need_the_dataset_on_this_machine(tmp_path, monkeypatch,
     out = capsys.readouterr()
     assert exit_info.value.code == 0, out.err
     assert "only-on-the-cluster" in out.out
+
+
+# --- a sweep -------------------------------------------------------------------------------------
+
+SWEEP = """\
+[base]
+dataset = "cifar10"
+data_dir = "/data/cifar10"
+model = "cnn"
+clients = 100
+rounds = 1000
+
+[grid]
+algorithm = ["fedmr", "fedavg"]
+alpha = [0.1, 0.5]
+seed = [0, 1, 2]
+
+[resources]
+executors = 2
+gpus_per_executor = 0.5
+"""
+
+
+def test_a_sweep_renders_as_a_config_map_and_a_rayjob_that_runs_it(tmp_path):
+    (tmp_path / "paper.toml").write_text(SWEEP)
+    text = render_yaml(["--image", IMAGE, "--name", "paper", "--gpu-workers", "1", "--max-gpu-workers", "6",
+                        "--sweep", str(tmp_path / "paper.toml")])
+    config_map, job = yaml.safe_load_all(text)
+    assert config_map["kind"] == "ConfigMap" and config_map["data"] == {"sweep.toml": SWEEP}
+    assert schema_errors(job) == []
+    assert shlex.split(job["spec"]["entrypoint"]) == ["fedmr-ray", "sweep", "/etc/fedmr-ray/sweep.toml",
+                                                     "--output", "/mnt/results/paper"]
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
+    volumes = {v["name"]: v for v in head["template"]["spec"]["volumes"]}
+    assert volumes["sweep"] == {"name": "sweep", "configMap": {"name": "paper-sweep"}}
+    mounts = {m["name"]: m for m in head["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["sweep"] == {"name": "sweep", "mountPath": "/etc/fedmr-ray", "readOnly": True}
+    assert json.loads(json.loads(head["rayStartParams"]["resources"])) == {"fedmr_driver": 1000}
+
+
+@pytest.mark.parametrize(("extra", "sweep", "message"), [
+    (["--", "--clients", "5"], SWEEP, "--sweep {file}: the sweep file holds every setting"),
+    (["--gpus-per-actor", "0.5"], SWEEP, "--sweep {file}: the sweep file holds every setting"),
+    ([], SWEEP.replace("gpus_per_executor = 0.5", "gpus_per_executor = 2"),
+     "--gpus-per-actor 2: more than a GPU worker has"),
+    ([], SWEEP.replace('alpha = [0.1, 0.5]', 'alpha = [0.1, -1]'), "{file}: [grid] alpha = -1.0: must be > 0"),
+])
+def test_a_bad_sweep_render_is_one_line(tmp_path, monkeypatch, capsys, extra, sweep, message):
+    file = tmp_path / "s.toml"
+    file.write_text(sweep)
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "img", "--gpu-workers", "1",
+                                      "--sweep", str(file), *extra])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""
+    assert captured.err.startswith("fedmr-ray: error: " + message.format(file=file)), captured.err
+    assert captured.err.count("\n") == 1

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import ray
+from ray.util.placement_group import PlacementGroup
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from fedmr_ray.config import RuntimeConfig
 from fedmr_ray.errors import ConfigError
@@ -48,10 +50,11 @@ def fitting_now(runtime: RuntimeConfig, resources: dict[str, float]) -> int:
 
 @ray.remote(num_cpus=0)
 class Coordinator:
-    def __init__(self, setup_ref: list[ray.ObjectRef], runtime: RuntimeConfig):
+    def __init__(self, setup_ref: list[ray.ObjectRef], runtime: RuntimeConfig, group: PlacementGroup | None = None):
         """`setup_ref`: the run's Setup in the object store, in a list so that Ray hands over the
         reference (executors receive the same one) rather than the value; `runtime`: where the
-        run executes (the driver may have changed the configuration's, see driver.RayRun)."""
+        run executes (the driver may have changed the configuration's, see driver.RayRun);
+        `group`: a placement group whose bundles the executors take (a sweep's trial reserves one)."""
         (ref,) = setup_ref
         setup = ray.get(ref)  # its arrays read in place from the object store
         cfg, rt, local = setup.config, runtime, setup.algorithm.local
@@ -61,8 +64,9 @@ class Coordinator:
             # any executor: the pool retries the calls of one that dies on another (max_restarts=0:
             # a dead executor's calls fail at once rather than wait for a restart that may never
             # find room in a cluster that shrank).
-            return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0).remote(
-                ref, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
+            placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if group is not None else {}
+            return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0,
+                                    **placed).remote(ref, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())

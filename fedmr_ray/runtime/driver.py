@@ -47,7 +47,9 @@ class RayRun:
         # dataset, the copies of the models) stay when workers leave; the coordinator too
         self.setup_ref = ray.put(setup)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self.coordinator = Coordinator.options(scheduling_strategy=here).remote([self.setup_ref], runtime)
+        # inside a placement group (a sweep's trial), the executors take its bundles
+        group = ray.util.get_current_placement_group()
+        self.coordinator = Coordinator.options(scheduling_strategy=here).remote([self.setup_ref], runtime, group)
         self._pending: ray.ObjectRef | None = None
 
     def describe(self) -> dict[str, Any]:
