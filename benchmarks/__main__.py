@@ -22,6 +22,7 @@ BENCHMARKS = [
     ["benchmarks.coordinator"],
     ["benchmarks.scale", "--algorithms", "fedmr"],
     ["benchmarks.long_run", "--rounds", "300"],
+    ["benchmarks.sweep"],
 ]
 
 

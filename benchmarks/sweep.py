@@ -60,7 +60,8 @@ def run_commands(work: Path, rounds: int, extra: list[str], tag: str) -> dict[st
             run_dir = work / tag / name
             launched = time.time()
             subprocess.run([exe(), "simulate", *common(rounds), "--algorithm", algorithm, "--seed", str(seed),
-                            *extra, "--output", str(run_dir)], check=True, env={**os.environ, "RAY_ADDRESS": ""})
+                            *extra, "--output", str(run_dir)], check=True, stdout=subprocess.DEVNULL,
+                           env={**os.environ, "RAY_ADDRESS": ""})
             out[name] = {"wall": time.time() - launched, "to_round1": round_one(run_dir) - launched,
                          "rounds": rounds_time(run_dir)}
     return out

@@ -153,7 +153,7 @@ def run_sweep(sweep: Sweep, directory: Path, *, resume: bool = False, max_concur
         name = {"trial": tune.grid_search([trial.to_dict() for trial in sweep.trials])}
         tuner = tune.Tuner(
             trainable, param_space=name,
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent,
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["trial"]["name"],
                                         trial_dirname_creator=lambda t: t.config["trial"]["name"]),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(directory.absolute()), verbose=0,
