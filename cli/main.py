@@ -27,6 +27,7 @@ from fedmr_ray.cli.sweep import SweepStopped, parse_seeds, run_seeds, sweep_comm
 from fedmr_ray.configfile import Setting, Sources, all_settings
 from fedmr_ray.config import ConfigError, SimulationConfig
 from fedmr_ray.results import read_config
+from fedmr_ray.signals import Terminated, stop_on_sigterm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated Model Recombination (FedMR) simulated on Ray.")
@@ -229,7 +230,9 @@ def _usage_message(err: UsageError) -> str:
 
 
 def main() -> None:
-    """Entry point: a user error is one line on stderr and exit code 2, never a traceback."""
+    """Entry point: a user error is one line on stderr and exit code 2, never a traceback. SIGTERM
+    stops a run as Ctrl-C does (exit 143)."""
+    stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError as err:
@@ -243,12 +246,14 @@ def main() -> None:
         print(f"fedmr-ray: sweep {stop}", file=sys.stderr)
         sys.exit(stop.code)
     except Interrupted as stop:
-        print(f"fedmr-ray: interrupted after round {stop.round}; checkpoint written. Resume with: "
-              f"fedmr-ray simulate --resume {shlex.quote(str(stop.run_dir))}", file=sys.stderr)
-        sys.exit(130)
-    except (Abort, KeyboardInterrupt):
-        print("fedmr-ray: interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"fedmr-ray: {'terminated' if stop.terminated else 'interrupted'} after round {stop.round}; "
+              f"checkpoint written. Resume with: fedmr-ray simulate --resume {shlex.quote(str(stop.run_dir))}",
+              file=sys.stderr)
+        sys.exit(143 if stop.terminated else 130)
+    except (Abort, KeyboardInterrupt) as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"fedmr-ray: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -13,14 +13,16 @@ from fedmr_ray.config import SimulationConfig
 from fedmr_ray.federation import RoundRecord
 from fedmr_ray.results import RunDirectory, provenance
 from fedmr_ray.setup import prepare
+from fedmr_ray.signals import Terminated
 
 
 class Interrupted(Exception):
-    """A run stopped by Ctrl-C after writing a checkpoint of its last completed round."""
+    """A run stopped by Ctrl-C (or SIGTERM: `terminated`) after writing a checkpoint of its last
+    completed round."""
 
-    def __init__(self, round_done: int, run_dir: Path):
+    def __init__(self, round_done: int, run_dir: Path, terminated: bool = False):
         super().__init__(f"interrupted after round {round_done}; checkpoint written to {run_dir}")
-        self.round, self.run_dir = round_done, run_dir
+        self.round, self.run_dir, self.terminated = round_done, run_dir, terminated
 
 
 def simulate(
@@ -94,13 +96,13 @@ def simulate(
         for _ in range(first, config.rounds):
             try:
                 record = run.step()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where the command line asked (signals.py)
                 if run_dir is None:
                     raise
-                finished = run.complete()  # the round in flight, where it can finish (Ctrl-C again aborts)
+                finished = run.complete()  # the round in flight, where it can finish (a second signal aborts)
                 if finished is not None:
                     note(finished)
-                raise Interrupted(save(), run_dir.path) from None
+                raise Interrupted(save(), run_dir.path, isinstance(stop, Terminated)) from None
             note(record)
             if run_dir and config.checkpoint_every and record.round % config.checkpoint_every == 0:
                 save()

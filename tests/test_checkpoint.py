@@ -14,7 +14,7 @@ import torch
 from fedmr_ray.cli.main import main
 from fedmr_ray import AlgorithmConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.checkpoint import FILE, read_checkpoint
-from fedmr_ray.results import read_metrics
+from fedmr_ray.results import read_config, read_metrics
 from runs import results
 
 BASE = SimulationConfig(clients=20, fraction=0.25, rounds=6, eval_every=1, seed=4, train=TrainConfig(local_epochs=1))
@@ -133,3 +133,26 @@ def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes_on_ray(tmp_path):
         torch.set_num_threads(threads)
     assert results(read_metrics(run_dir)) == results(whole)
     assert [r["round"] for r in read_metrics(run_dir)] == list(range(1, 9))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """How Kubernetes and `ray job stop` stop a process: a checkpoint, exit 143, the resume command."""
+    exe = shutil.which("fedmr-ray", path=os.path.dirname(sys.executable)) or shutil.which("fedmr-ray")
+    if exe is None:
+        pytest.skip("the fedmr-ray command is not installed")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([exe, "simulate", "--clients", "30", "--fraction", "0.2", "--rounds", "200",
+                             "--eval-every", "1", "--local-epochs", "1", "--serial", "--quiet",
+                             "--output", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.parquet").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.startswith("fedmr-ray: terminated after round ") and "Traceback" not in err
+    assert f"Resume with: fedmr-ray simulate --resume {run_dir}" in err
+    done = read_checkpoint(run_dir, read_config(run_dir)).snapshot.round
+    assert 1 <= done < 200 and [r["round"] for r in read_metrics(run_dir)] == list(range(1, done + 1))

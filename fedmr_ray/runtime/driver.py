@@ -15,6 +15,7 @@ from fedmr_ray.federation import RoundRecord, Snapshot
 from fedmr_ray.runtime import entries
 from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
 from fedmr_ray.setup import Setup
+from fedmr_ray.signals import keep_sigterm
 
 
 @contextmanager
@@ -24,8 +25,9 @@ def ray_cluster(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             configure_logging=True)
+    with keep_sigterm():  # ray.init installs a SIGTERM handler of its own
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 configure_logging=True)
     try:
         yield
     finally:
