@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -22,6 +23,9 @@ import yaml
 from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
 from fedmr_ray.configfile import Sources, all_settings
 from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SLOTS
+from fedmr_ray.data.catalog import dataset_spec
+from fedmr_ray.models import ModelSpec
+from fedmr_ray.models.info import model_info
 from fedmr_ray.setup import check
 from fedmr_ray.sweep import read_sweep
 
@@ -34,6 +38,10 @@ RAY_GROUP_ID = 100
 # Long enough to look at the finished cluster (dashboard, head logs) before KubeRay deletes it.
 TTL_AFTER_FINISHED_S = 600
 IDLE_TIMEOUT_S = 60
+RETRIES = 3  # a RayJob's retries (backoffLimit)
+# rounds between a rendered job's checkpoints unless --checkpoint-every is given: a retry loses at
+# most this many rounds (seconds each for the cnns on a GPU; see benchmarks/paper/README.md)
+CHECKPOINT_EVERY = 10
 MAX_RAYJOB_NAME = 47  # KubeRay appends 6 characters to name the RayJob's RayCluster (at most 53)
 
 # simulate flags that a rendered job sets itself or that make no sense inside it, and why
@@ -41,6 +49,7 @@ _OWNED = {
     "output": f"the run goes to {RESULTS_MOUNT}/NAME; choose NAME with --name",
     "gpus_per_actor": "give --gpus-per-actor before --",
     "address": "the job runs on the Ray cluster the RayJob creates",
+    "connect_timeout": "the job runs on the Ray cluster the RayJob creates",
     "serial": "a RayJob runs on Ray",
 }
 # simulate flags that are no setting (--quiet only changes what the command prints: passed through)
@@ -69,8 +78,22 @@ class PodShape:
         return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-HEAD = PodShape(cpus="2", memory="8Gi")
 AUTOSCALER = PodShape(cpus="500m", memory="512Mi")
+# Ray's object store takes this share of a pod's memory unless told otherwise
+RAY_OBJECT_STORE_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Head:
+    """The head pod: the driver, the coordinator and the copies of every round's new entries (the
+    coordinator keeps them on the head, so that they outlive the workers that made them)."""
+
+    image: str
+    shape: PodShape = PodShape(cpus="2", memory="8Gi")
+    object_store_bytes: int | None = None  # None: Ray's default share of the pod's memory
+
+    def object_store(self) -> int:
+        return self.object_store_bytes or int(RAY_OBJECT_STORE_SHARE * quantity_bytes(self.shape.memory))
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,17 @@ class WorkerGroup:
     min_replicas: int
     max_replicas: int
     shape: PodShape
+    image: str = ""
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (16Gi, 512Mi, 4G, 1000000) in bytes."""
+    match = _QUANTITY.fullmatch(quantity)
+    return int(float(match.group(1)) * _UNITS[match.group(3) or ""])
 
 
 def _pod_template(container: dict[str, Any], *, gpu: bool = False, volumes: list | None = None) -> dict:
@@ -97,17 +131,17 @@ def _pod_template(container: dict[str, Any], *, gpu: bool = False, volumes: list
     return {"spec": spec}
 
 
-def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str,
+def cluster_spec(head_pod: Head, groups: list[WorkerGroup], results_pvc: str,
                  mounts: list[tuple[dict[str, Any], str]] = ()) -> dict[str, Any]:
     """A RayClusterSpec: the head runs the driver (a sweep's trial drivers too, through the
     DRIVER_RESOURCE it alone offers) and the autoscaler, the workers train. `mounts`: more
     (volume, path) on the head."""
     head = {
         "name": "ray-head",
-        "image": image,
+        "image": head_pod.image,
         "ports": [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
                   {"containerPort": 10001, "name": "client"}],
-        "resources": HEAD.resources(),
+        "resources": head_pod.shape.resources(),
         "volumeMounts": [{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT},
                          *({"name": volume["name"], "mountPath": path, "readOnly": True} for volume, path in mounts)],
     }
@@ -124,7 +158,9 @@ def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str,
         },
         "headGroupSpec": {
             # no logical CPUs: executors and tasks never land on the head; the drivers' resource
-            "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({DRIVER_RESOURCE: DRIVER_SLOTS}))},
+            "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({DRIVER_RESOURCE: DRIVER_SLOTS})),
+                               **({"object-store-memory": str(head_pod.object_store_bytes)}
+                                  if head_pod.object_store_bytes else {})},
             "template": _pod_template(head, volumes=results),
         },
         "workerGroupSpecs": [
@@ -134,7 +170,7 @@ def cluster_spec(image: str, groups: list[WorkerGroup], results_pvc: str,
                 "minReplicas": group.min_replicas,
                 "maxReplicas": group.max_replicas,
                 "rayStartParams": {},  # KubeRay derives num-cpus / num-gpus from the limits
-                "template": _pod_template({"name": "ray-worker", "image": image,
+                "template": _pod_template({"name": "ray-worker", "image": group.image or head_pod.image,
                                            "resources": group.shape.resources()},
                                           gpu=group.shape.gpus > 0),
             }
@@ -159,8 +195,9 @@ def rayjob(name: str, entrypoint: str, cluster: dict[str, Any]) -> dict[str, Any
         "entrypoint": entrypoint,
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
-        # a retry would find the run directory already written and stop: no retries
-        "backoffLimit": 0,
+        # a retried job (its pods preempted, its node lost) runs the same command again, which goes
+        # on from the run's checkpoint (--resume-if-exists)
+        "backoffLimit": RETRIES,
         "rayClusterSpec": cluster,
     })
 
@@ -233,9 +270,13 @@ def check_workers(runtime: RuntimeConfig, gpu: WorkerGroup, cpu: WorkerGroup) ->
              f"(--cpus-per-worker {cpu.shape.cpus})")
 
 
-def _check_names(image: str, name: str, results_pvc: str, memory: str) -> None:
+def _check_image(image: str, flag: str) -> None:
     _require(bool(image) and not any(c.isspace() for c in image),
-             f"--image {image!r}: must name a container image, e.g. registry.example.com/fedmr-ray:0.1.0-gpu")
+             f"{flag} {image!r}: must name a container image, e.g. registry.example.com/fedmr-ray:0.1.0-gpu")
+
+
+def _check_names(image: str, name: str, results_pvc: str, memory: str) -> None:
+    _check_image(image, "--image")
     _require(len(name) <= MAX_RAYJOB_NAME and _DNS_1035.fullmatch(name) is not None,
              f"--name {name!r}: must be at most {MAX_RAYJOB_NAME} lower-case letters, digits and '-', "
              "starting with a letter and ending with a letter or digit")
@@ -254,7 +295,7 @@ def _k8s() -> None:
     """Run simulations on Kubernetes with KubeRay."""
 
 
-WORKERS, SHAPE, JOB = "Workers", "Worker pods", "Job"
+WORKERS, SHAPE, JOB, HEAD_PANEL = "Workers", "Worker pods", "Job", "Head pod"
 
 
 def _opt(help_text: str, panel: str, **kwargs) -> typer.Option:
@@ -269,8 +310,17 @@ def _max_opt(kind: str) -> typer.Option:
 @k8s_app.command(no_args_is_help=True)
 def render(
     ctx: typer.Context,
-    image: Annotated[str, _opt("Image of every Ray pod, built from k8s/Dockerfile (its -gpu variant "
-                               "where there are GPU workers).", JOB, show_default=False)],
+    image: Annotated[str, _opt("Image of the head and the CPU workers (and of the GPU workers unless "
+                               "--gpu-image), built from k8s/Dockerfile.", JOB, show_default=False)],
+    gpu_image: Annotated[str | None, _opt("Image of the GPU workers: k8s/Dockerfile's -gpu variant "
+                                          "\\[default: --image].", JOB, show_default=False)] = None,
+    head_cpus: Annotated[str, _opt("CPUs of the head pod (a Kubernetes quantity): the driver, the "
+                                   "coordinator, the autoscaler's work.", HEAD_PANEL)] = "2",
+    head_memory: Annotated[str, _opt("Memory of the head pod: its object store holds a copy of every "
+                                     "round's new entries (K x the model's bytes).", HEAD_PANEL)] = "8Gi",
+    object_store_memory: Annotated[str | None, _opt("The head's object store (a quantity) \\[default: Ray's, "
+                                                    "30% of --head-memory].", HEAD_PANEL,
+                                                    show_default=False)] = None,
     gpu_workers: Annotated[int, _opt("GPU worker pods present from the start.", WORKERS, min=0)] = 0,
     max_gpu_workers: Annotated[int | None, _max_opt("GPU")] = None,
     cpu_workers: Annotated[int, _opt("CPU worker pods present from the start.", WORKERS, min=0)] = 0,
@@ -294,10 +344,13 @@ def render(
     with --sweep FILE, a ConfigMap and a RayJob that run the sweep."""
     simulate_args = simulate_args or []
     _check_names(image, name, results_pvc, memory_per_worker)
+    head = _head(image, head_cpus, head_memory, object_store_memory)
+    if gpu_image is not None:
+        _check_image(gpu_image, "--gpu-image")
     gpu = WorkerGroup("gpu", gpu_workers, gpu_workers if max_gpu_workers is None else max_gpu_workers,
-                      PodShape(str(cpus_per_worker), memory_per_worker, gpus_per_worker))
+                      PodShape(str(cpus_per_worker), memory_per_worker, gpus_per_worker), gpu_image or image)
     cpu = WorkerGroup("cpu", cpu_workers, cpu_workers if max_cpu_workers is None else max_cpu_workers,
-                      PodShape(str(cpus_per_worker), memory_per_worker))
+                      PodShape(str(cpus_per_worker), memory_per_worker), image)
     groups = [group for group in (gpu, cpu) if group.max_replicas > 0]
     output = f"{RESULTS_MOUNT}/{name}"
     if sweep is not None:
@@ -308,18 +361,49 @@ def render(
         resources = planned.resources
         check_workers(RuntimeConfig(cpus_per_actor=resources.cpus_per_executor,
                                     gpus_per_actor=resources.gpus_per_executor), gpu, cpu)
+        for trial in planned.trials:  # trials run side by side: the largest one's volume, at least
+            if warn_object_volume(trial.config, head):
+                break
         file = f"sweep{sweep.suffix.lower()}"
         volume = {"name": "sweep", "configMap": {"name": f"{name}-sweep"}}
         config_map = {"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": f"{name}-sweep", "labels": {"app.kubernetes.io/name": "fedmr-ray"}},
                       "data": {file: sweep.read_text()}}
-        entrypoint = shlex.join(["fedmr-ray", "sweep", f"{SWEEP_MOUNT}/{file}", "--output", output])
-        cluster = cluster_spec(image, groups, results_pvc, mounts=[(volume, SWEEP_MOUNT)])
+        entrypoint = shlex.join(["fedmr-ray", "sweep", f"{SWEEP_MOUNT}/{file}", "--output", output,
+                                 "--resume-if-exists"])
+        cluster = cluster_spec(head, groups, results_pvc, mounts=[(volume, SWEEP_MOUNT)])
         typer.echo(to_yaml(config_map) + "---\n" + to_yaml(rayjob(name, entrypoint, cluster)), nl=False)
         return
     config = check_simulate_flags(ctx, simulate_args, gpus_per_actor)
     check_workers(config.runtime, gpu, cpu)
+    warn_object_volume(config, head)
 
-    job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor), "--output", output]
-    cluster = cluster_spec(image, groups, results_pvc)
+    job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor), "--output", output, "--resume-if-exists"]
+    if not config.checkpoint_every:
+        job_args += ["--checkpoint-every", str(CHECKPOINT_EVERY)]
+    cluster = cluster_spec(head, groups, results_pvc)
     typer.echo(to_yaml(rayjob(name, simulate_entrypoint(job_args), cluster)), nl=False)
+
+
+def _head(image: str, cpus: str, memory: str, object_store: str | None) -> Head:
+    for flag, value in (("--head-cpus", cpus), ("--head-memory", memory), ("--object-store-memory", object_store)):
+        _require(value is None or _QUANTITY.fullmatch(value) is not None,
+                 f"{flag} {value!r}: must be a Kubernetes quantity such as 2, 500m (CPUs) or 8Gi (memory)")
+    store = quantity_bytes(object_store) if object_store is not None else None
+    _require(store is None or store < quantity_bytes(memory),
+             f"--object-store-memory {object_store}: must be less than --head-memory {memory}")
+    return Head(image, PodShape(cpus, memory), store)
+
+
+def warn_object_volume(config: SimulationConfig, head: Head) -> bool:
+    """Warn (one line on stderr) where a round's new entries, K models' worth, which the
+    coordinator copies to the head, would not fit in the head's object store; whether it warned."""
+    spec = dataset_spec(config.data.dataset)
+    model_bytes = sum(model_info(ModelSpec(config.model, spec.num_classes, spec.input_shape)).nbytes)
+    volume = config.cohort_size * model_bytes
+    if volume <= head.object_store():
+        return False
+    print(f"fedmr-ray: warning: a round's new models ({config.cohort_size} x {model_bytes / 2**20:.1f} MiB = "
+          f"{volume / 2**30:.2f} GiB) exceed the head's object store ({head.object_store() / 2**30:.2f} GiB): "
+          "raise --head-memory or --object-store-memory, or Ray will spill objects to disk", file=sys.stderr)
+    return True

@@ -58,18 +58,22 @@ def _only(name: str, annotation: Any, default: Any, help_text: str, panel: str) 
 def simulate(ctx: typer.Context, **params: Any) -> None:
     """Simulate federated learning (FedMR or a baseline) and write the run directory. Every setting
     is a flag here and a key of a --config file (flags win over the file)."""
-    from fedmr_ray.cli.progress import run_with_progress
+    from fedmr_ray.cli.progress import LOG_FORMATS, run_with_progress
 
     given = _given(ctx)
     config_file, resume = params.pop("config"), params.pop("resume")
     serial, quiet, seeds = params.pop("serial"), params.pop("quiet"), params.pop("seeds")
+    resume_if_exists, log_format = params.pop("resume_if_exists"), params.pop("log_format")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"--log-format {log_format!r}: accepted values are: {', '.join(LOG_FORMATS)}")
     if seeds is not None and (serial or resume is not None):
         raise ConfigError(f"--seeds and {'--serial' if serial else '--resume'}: --seeds runs a sweep on Ray "
                           "(fedmr-ray sweep --resume DIR goes on with one)")
     if resume is not None:
         if config_file is not None:
             raise ConfigError("--config and --resume: give one of them (--resume takes the run's own config.json)")
-        run_with_progress(_resumed_config(params, given, resume), serial=serial, quiet=quiet, resume=resume)
+        run_with_progress(_resumed_config(params, given, resume), serial=serial, quiet=quiet, resume=resume,
+                          log_format=log_format)
         return
     sources = Sources(SIMULATE_FLAGS, params, given, config_file)
     try:
@@ -79,7 +83,8 @@ def simulate(ctx: typer.Context, **params: Any) -> None:
         if seeds is not None:
             run_seeds(sources.config(), parse_seeds(seeds))
             return
-        run_with_progress(sources.config(), serial=serial, quiet=quiet)
+        run_with_progress(sources.config(), serial=serial, quiet=quiet, resume_if_exists=resume_if_exists,
+                          log_format=log_format)
     except ConfigError as err:
         raise sources.named(err) from None
 
@@ -91,9 +96,14 @@ app.command("simulate")(with_parameters(simulate, [
     *[parameter(flag) for flag in SIMULATE_FLAGS],
     _only("serial", bool, False, "Run without Ray, in this process, clients one after another (the reference "
           "backend).", "Ray"),
-    _only("quiet", bool, False, "No progress bar.", "Output"),
+    _only("quiet", bool, False, "No progress (the bar on a terminal, lines elsewhere).", "Output"),
+    _only("log_format", str, "text", "Progress where stderr is not a terminal (logs): text lines, or json lines "
+          "(one object per event); either gives a line per evaluated round and at least one every 30 s.", "Output"),
     _only("resume", Path | None, None, "Continue the run in this directory from its checkpoint, with its own "
           "config.json; --rounds, --checkpoint-every and the Ray flags may change.", "Output"),
+    _only("resume_if_exists", bool, False, "Where --output already holds this configuration's run (a retried "
+          "job's own), go on from its checkpoint (a finished one is left as it is); elsewhere start it. "
+          "k8s render sets it.", "Output"),
     _only("seeds", str | None, None, "Run once per seed (e.g. 0,1,2) as a sweep into --output, one run directory "
           "per seed, and print the mean and 95% confidence interval over them (see fedmr-ray sweep).", "Run"),
 ]))

@@ -16,7 +16,7 @@ import typer
 from fedmr_ray.config import ConfigError, SimulationConfig
 from fedmr_ray.results import check_output_dir
 from fedmr_ray.setup import check
-from fedmr_ray.sweep import Sweep, check_data, plan, read_plan, read_sweep
+from fedmr_ray.sweep import PLAN, Sweep, check_data, plan, read_plan, read_sweep
 
 
 class SweepStopped(Exception):
@@ -103,6 +103,9 @@ def sweep_command(
     max_concurrent: Annotated[int | None, typer.Option(help="At most this many trials at once \\[default: as many "
                                                             "as the cluster's resources hold].", min=1,
                                                        show_default=False)] = None,
+    resume_if_exists: Annotated[bool, typer.Option(help="Where --output already holds this sweep (a retried "
+                                                        "job's own), go on with it; else start it. k8s render "
+                                                        "sets it.")] = False,
 ) -> None:
     """Run an experiment table: every trial of a sweep file, as many at once as the cluster holds, on
     Ray Tune; each trial writes what `simulate --output` writes. Prints and writes the report."""
@@ -114,6 +117,13 @@ def sweep_command(
     if file is None:
         raise ConfigError("FILE: give a sweep file (or --resume DIR)")
     directory = output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume_if_exists and (directory / PLAN).is_file():
+        planned = read_plan(directory)
+        if planned.trials != read_sweep(file, directory.absolute()).trials:
+            raise ConfigError(f"--output {directory}: holds another sweep than {file}; --resume-if-exists goes on "
+                              "only with the same one")
+        run_planned(planned, directory, address=address, max_concurrent=max_concurrent, resume=True)
+        return
     check_output_dir(str(directory))
     sweep = read_sweep(file, directory.absolute())
     check_data(sweep)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedmr_ray.algorithms import complete
 from fedmr_ray.checkpoint import Checkpoint, check_layout, read_checkpoint, write_checkpoint
 from fedmr_ray.config import SimulationConfig
+from fedmr_ray.errors import SettingError
 from fedmr_ray.federation import RoundRecord
-from fedmr_ray.results import RunDirectory, provenance
+from fedmr_ray.models import custom_source
+from fedmr_ray.results import CONFIG, RunDirectory, provenance, read_config
 from fedmr_ray.setup import prepare
 from fedmr_ray.signals import Terminated
 
@@ -32,6 +36,7 @@ def simulate(
     on_start: Callable[[dict[str, Any]], None] | None = None,
     on_round: Callable[[RoundRecord, float], None] | None = None,
     resume: str | Path | None = None,
+    resume_if_exists: bool = False,
 ) -> list[dict[str, Any]]:
     """Run a simulation and return its history: one row per evaluated round, as in metrics.parquet.
 
@@ -40,9 +45,19 @@ def simulate(
     With `config.output` set, the run directory gets config.json, metrics.parquet, model.pt, and
     checkpoint.npz every `config.checkpoint_every` rounds and on Ctrl-C (which then raises
     `Interrupted`). `resume` continues the run in that directory from its checkpoint: the
-    metrics come out as those of an uninterrupted run. A configuration that cannot run is a
-    ConfigError, raised before anything starts or is written.
+    metrics come out as those of an uninterrupted run. `resume_if_exists`: where `config.output`
+    already holds this configuration's run (a retried job's own), go on from its checkpoint, or
+    return its metrics if it finished; a start that never reached a checkpoint starts over. A
+    configuration that cannot run is a ConfigError, raised before anything starts or is written.
     """
+    if resume is None and resume_if_exists and config.output is not None:
+        existing = _own_run(config)
+        if existing is not None and existing.finished(config.rounds):
+            return existing.metrics()
+        if existing is not None and existing.has_checkpoint():
+            resume = existing.path
+        elif existing is not None:
+            existing.clear()
     setup = prepare(config, resuming=resume is not None)
     config = setup.config
     checkpoint = read_checkpoint(resume, config) if resume is not None else None
@@ -53,7 +68,9 @@ def simulate(
     else:
         from fedmr_ray.runtime.driver import RayRun, ray_cluster
 
-        session, make_run = ray_cluster(config.runtime.address), RayRun
+        # a custom model's module of this machine's: sent to the workers to import
+        shipped = [path for path in [custom_source(config.model)] if path is not None]
+        session, make_run = ray_cluster(config.runtime.address, config.runtime.connect_timeout, shipped), RayRun
     history: list[dict[str, Any]] = list(checkpoint.history) if checkpoint else []
     offset = checkpoint.elapsed_s if checkpoint else 0.0
     with session:
@@ -109,3 +126,25 @@ def simulate(
         if run_dir and first < config.rounds:
             run_dir.save_model(run.global_state())
     return history
+
+
+def _own_run(config: SimulationConfig) -> RunDirectory | None:
+    """The run directory at config.output where it holds a run of this configuration (where and
+    how long it runs aside); None where there is nothing there; a ConfigError where it holds
+    another configuration's run or files that are not a run's."""
+    path = Path(config.output)
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
+    if not (path / CONFIG).is_file():
+        raise SettingError("output", "--output", config.output, "holds files that are not a fedmr-ray run's; "
+                           "--resume-if-exists goes on only with a run of the same configuration", quote=False)
+    try:
+        saved = read_config(path)
+    except (OSError, ValueError) as err:
+        raise SettingError("output", "--output", config.output, f"its config.json is unreadable "
+                           f"({type(err).__name__})", quote=False) from None
+    ours = dataclasses.replace(config, algorithm=complete(config.algorithm))
+    if saved.results_dict() != ours.results_dict():
+        raise SettingError("output", "--output", config.output, "holds the run of another configuration; "
+                           "--resume-if-exists goes on only with a run of the same configuration", quote=False)
+    return RunDirectory(path)

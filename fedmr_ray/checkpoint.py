@@ -21,8 +21,9 @@ from fedmr_ray.algorithms import complete
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.errors import ConfigError
 from fedmr_ray.federation import Snapshot
+from fedmr_ray.results import CHECKPOINT
 
-FILE = "checkpoint.npz"
+FILE = CHECKPOINT
 FORMAT = 1
 
 

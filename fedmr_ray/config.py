@@ -256,8 +256,11 @@ class RuntimeConfig(Settings):
     gpus_per_actor: float = setting(0.0, "GPUs per executor, fractional; > 0 trains on CUDA (CPU where none is "
                                     "visible).", check=_at_least(0), must=">= 0",
                                     also=((lambda v: v <= 1 or v == int(v), "a fraction in [0, 1] or a whole number"),))
-    address: str | None = setting(None, "Ray cluster to connect to [default: RAY_ADDRESS, else a local Ray with this "
-                                  "machine's CPUs].")
+    address: str | None = setting(None, "Ray cluster to connect to, as host:port of its head (GCS) [default: "
+                                  "RAY_ADDRESS, else a local Ray with this machine's CPUs]. Ray Client (ray://) is "
+                                  "not supported: submit the command with `ray job submit` instead.")
+    connect_timeout: float = setting(60.0, "Seconds to wait for the cluster at --address (or RAY_ADDRESS) to "
+                                     "answer before giving up.", check=_above(0), must="> 0")
 
 
 RUN, OUTPUT = "Run", "Output"

@@ -31,6 +31,7 @@ METRICS = "metrics.parquet"
 CONFIG = "config.json"
 MODEL = "model.pt"
 PARTITION = "partition.parquet"
+CHECKPOINT = "checkpoint.npz"  # written by checkpoint.py
 PROVENANCE = "provenance"  # config.json's key for what is not configuration (a --config file may hold it)
 
 
@@ -85,6 +86,28 @@ def provenance(backend: str, executors: int, devices: Sequence[str]) -> dict[str
 class RunDirectory:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Its metrics rows so far (none where no round has been evaluated yet)."""
+        try:
+            return read_metrics(self.path)
+        except (OSError, ValueError):
+            return []
+
+    def finished(self, rounds: int) -> bool:
+        """Whether it holds a run finished at `rounds` (every round, and the final model)."""
+        rows = self.metrics()
+        return bool(rows) and rows[-1]["round"] == rounds and (self.path / MODEL).is_file()
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).is_file()
+
+    def clear(self) -> None:
+        """Remove what a run wrote here (a start that never reached a checkpoint: all of it is
+        recomputed); anything else stays."""
+        for path in self.path.iterdir() if self.path.is_dir() else ():
+            if path.name in (CONFIG, METRICS, PARTITION, MODEL, CHECKPOINT) or path.name.startswith("."):
+                path.unlink()
 
     @classmethod
     def create(cls, setup: Setup, origin: dict[str, Any]) -> RunDirectory:

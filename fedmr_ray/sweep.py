@@ -29,7 +29,7 @@ from fedmr_ray.config import Settings, SimulationConfig, setting
 from fedmr_ray.configfile import all_settings, nested, read_config_file
 from fedmr_ray.data import load_partition
 from fedmr_ray.errors import ConfigError, SettingError, show
-from fedmr_ray.results import MODEL, read_metrics
+from fedmr_ray.results import RunDirectory
 from fedmr_ray.setup import check
 
 PLAN = "sweep.json"  # the planned sweep, in its directory: what --resume and the report read
@@ -38,6 +38,7 @@ SECTIONS = ("base", "grid", "runs", "resources")
 OWNED = {"output": "each trial writes into the sweep's directory, under its name",
          "num_actors": "give executors in [resources]", "cpus_per_actor": "give cpus_per_executor in [resources]",
          "gpus_per_actor": "give gpus_per_executor in [resources]", "address": "give --address to fedmr-ray sweep",
+         "connect_timeout": "the sweep connects once, with --address",
          "max_actors": "a trial's executors are fixed by [resources]"}
 CHECKPOINT_EVERY = 10  # rounds between a trial's checkpoints, unless [base] says otherwise
 
@@ -70,15 +71,11 @@ class Trial:
 
     def metrics(self) -> list[dict[str, Any]]:
         """Its metrics rows so far (none where it has not evaluated a round yet)."""
-        try:
-            return read_metrics(self.run_dir)
-        except (OSError, ValueError):
-            return []
+        return RunDirectory(self.run_dir).metrics()
 
     def finished(self) -> bool:
         """Whether its run directory holds a finished run (every round, and the final model)."""
-        rows = self.metrics()
-        return bool(rows) and rows[-1]["round"] == self.config.rounds and (self.run_dir / MODEL).is_file()
+        return RunDirectory(self.run_dir).finished(self.config.rounds)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Trial:

@@ -14,7 +14,7 @@ import torch
 from fedmr_ray.cli.main import main
 from fedmr_ray import AlgorithmConfig, SimulationConfig, TrainConfig, simulate
 from fedmr_ray.checkpoint import FILE, read_checkpoint
-from fedmr_ray.results import read_config, read_metrics
+from fedmr_ray.results import read_metrics
 from runs import results
 
 BASE = SimulationConfig(clients=20, fraction=0.25, rounds=6, eval_every=1, seed=4, train=TrainConfig(local_epochs=1))
@@ -136,17 +136,21 @@ def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes_on_ray(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
-def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
-    """How Kubernetes and `ray job stop` stop a process: a checkpoint, exit 143, the resume command."""
+def test_a_retried_command_with_resume_if_exists_ends_as_an_uninterrupted_run(tmp_path):
+    """SIGTERM (how Kubernetes and `ray job stop` stop a process) stops a run as Ctrl-C does: a
+    checkpoint, exit 143, the resume command. A retried job runs the same command line again: with
+    --resume-if-exists it goes on from its own checkpoint, to the metrics of an uninterrupted run;
+    run again once finished, it leaves the run as it is; pointed at another configuration's run, it
+    refuses."""
     exe = shutil.which("fedmr-ray", path=os.path.dirname(sys.executable)) or shutil.which("fedmr-ray")
     if exe is None:
         pytest.skip("the fedmr-ray command is not installed")
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([exe, "simulate", "--clients", "30", "--fraction", "0.2", "--rounds", "200",
-                             "--eval-every", "1", "--local-epochs", "1", "--serial", "--quiet",
-                             "--output", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["simulate", "--clients", "20", "--fraction", "0.2", "--rounds", "16", "--eval-every", "1",
+            "--local-epochs", "1", "--checkpoint-every", "3", "--serial", "--quiet", "--resume-if-exists"]
+    run_dir, whole = tmp_path / "run", tmp_path / "whole"
+    proc = subprocess.Popen([exe, *args, "--output", str(run_dir)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (run_dir / "metrics.parquet").exists():
+    while len(read_metrics(run_dir) if (run_dir / "metrics.parquet").exists() else []) < 4:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -154,5 +158,18 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert proc.returncode == 143, err
     assert err.startswith("fedmr-ray: terminated after round ") and "Traceback" not in err
     assert f"Resume with: fedmr-ray simulate --resume {run_dir}" in err
-    done = read_checkpoint(run_dir, read_config(run_dir)).snapshot.round
-    assert 1 <= done < 200 and [r["round"] for r in read_metrics(run_dir)] == list(range(1, done + 1))
+    stopped_at = len(read_metrics(run_dir))
+    assert stopped_at < 16
+    for out in (run_dir, whole):  # the retry, and the same command uninterrupted
+        done = subprocess.run([exe, *args, "--output", str(out)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert results(read_metrics(run_dir)) == results(read_metrics(whole)) and len(read_metrics(run_dir)) == 16
+    (resumed,) = json.loads((run_dir / "config.json").read_text())["provenance"]["resumed"]
+    assert resumed["from_round"] >= 3
+
+    again = subprocess.run([exe, *args, "--output", str(run_dir)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "already finished" in " ".join(again.stdout.split())
+    other = subprocess.run([exe, *args, "--seed", "1", "--output", str(run_dir)], capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 2 and "holds the run of another configuration" in other.stderr
+    assert results(read_metrics(run_dir)) == results(read_metrics(whole))  # nothing rewritten

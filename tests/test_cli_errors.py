@@ -66,3 +66,15 @@ def test_installed_command_prints_no_traceback(tmp_path, args):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("fedmr-ray: error: ")
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("ray://head:10001", "--address ray://head:10001: Ray Client (ray://) is not supported"),
+    ("127.0.0.1:1", "--address 127.0.0.1:1: no Ray cluster answered there within 2 s (--connect-timeout)"),
+    ("nohost", "--address nohost: must be host:port of the cluster's head"),
+])
+def test_an_address_that_cannot_serve_is_one_line_within_the_timeout(monkeypatch, capsys, tmp_path, address, message):
+    code, captured = run_main(monkeypatch, capsys, ["--address", address, "--connect-timeout", "2", "--rounds", "1",
+                                                    "--output", str(tmp_path / "run")])
+    assert code == 2 and captured.err.startswith(f"fedmr-ray: error: {message}")
+    assert captured.err.count("\n") == 1 and not (tmp_path / "run").exists()

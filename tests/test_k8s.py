@@ -22,7 +22,7 @@ import typer
 import yaml
 from jsonschema import Draft7Validator
 
-from fedmr_ray.cli.k8s import PodShape, WorkerGroup, check_simulate_flags, cluster_spec, simulate_entrypoint
+from fedmr_ray.cli.k8s import Head, PodShape, WorkerGroup, check_simulate_flags, cluster_spec, simulate_entrypoint
 from fedmr_ray.cli.main import app, main
 from fedmr_ray.setup import check
 
@@ -281,7 +281,11 @@ def _simulate_flag(entrypoint: str, flag: str, default: str | None = None) -> st
 def test_job_shuts_its_cluster_down_and_writes_to_the_results_volume(where):
     job = RAY_MANIFESTS[where]["spec"]
     assert job["shutdownAfterJobFinishes"] is True and job["ttlSecondsAfterFinished"] > 0
-    assert job["backoffLimit"] == 0
+    # retried (a pod preempted, a node lost), the job runs the same command, which goes on from
+    # the run's own checkpoint
+    assert job["backoffLimit"] >= 1
+    words = shlex.split(job["entrypoint"])
+    assert "--resume-if-exists" in words and int(_simulate_flag(job["entrypoint"], "--checkpoint-every")) >= 1
     head = job["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     (mount,) = head["containers"][0]["volumeMounts"]
     (volume,) = [v for v in head["volumes"] if v["name"] == mount["name"]]
@@ -315,7 +319,7 @@ def test_static_raycluster_is_the_renderers_cluster():
     (cluster,) = static("raycluster.yaml")
     groups = [WorkerGroup("gpu", 1, 4, PodShape("4", "16Gi", 1)),
               WorkerGroup("cpu", 1, 8, PodShape("4", "16Gi"))]
-    assert cluster["spec"] == cluster_spec(IMAGE, groups, "fedmr-results")
+    assert cluster["spec"] == cluster_spec(Head(IMAGE), groups, "fedmr-results")
 
 
 def test_results_volume_is_the_one_the_clusters_mount():
@@ -330,7 +334,7 @@ def test_results_volume_is_the_one_the_clusters_mount():
 
 def test_image_has_the_ray_and_python_of_the_package():
     args = dict(re.findall(r"^ARG (\w+)=(\S*)$", (K8S / "Dockerfile").read_text(), re.MULTILINE))
-    assert args["RAY_VERSION"] == version("ray")
+    assert args["RAY_VERSION"] == version("ray") and args["TORCH_VERSION"] == version("torch")
     assert args["PYTHON_TAG"] == f"py{sys.version_info.major}{sys.version_info.minor}"
     assert "FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}${VARIANT}" in (K8S / "Dockerfile").read_text()
     for where, manifest in RAY_MANIFESTS.items():
@@ -346,9 +350,10 @@ def test_rendered_entrypoint_gives_back_the_simulate_flags(case):
     options = dict(zip(render_flags[::2], render_flags[1::2]))
     job = rendered(case)
     gpus_per_actor = repr(float(options.get("--gpus-per-actor", 0)))
+    checkpoints = [] if "--checkpoint-every" in simulate_flags else ["--checkpoint-every", "10"]
     assert shlex.split(job["spec"]["entrypoint"]) == [
         "fedmr-ray", "simulate", *simulate_flags, "--gpus-per-actor", gpus_per_actor,
-        "--output", f"/mnt/results/{options.get('--name', 'fedmr')}"]
+        "--output", f"/mnt/results/{options.get('--name', 'fedmr')}", "--resume-if-exists", *checkpoints]
     assert job["metadata"]["name"] == options.get("--name", "fedmr")
 
 
@@ -485,7 +490,7 @@ def test_a_sweep_renders_as_a_config_map_and_a_rayjob_that_runs_it(tmp_path):
     assert config_map["kind"] == "ConfigMap" and config_map["data"] == {"sweep.toml": SWEEP}
     assert schema_errors(job) == []
     assert shlex.split(job["spec"]["entrypoint"]) == ["fedmr-ray", "sweep", "/etc/fedmr-ray/sweep.toml",
-                                                     "--output", "/mnt/results/paper"]
+                                                     "--output", "/mnt/results/paper", "--resume-if-exists"]
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
     volumes = {v["name"]: v for v in head["template"]["spec"]["volumes"]}
     assert volumes["sweep"] == {"name": "sweep", "configMap": {"name": "paper-sweep"}}
@@ -512,3 +517,43 @@ def test_a_bad_sweep_render_is_one_line(tmp_path, monkeypatch, capsys, extra, sw
     assert exit_info.value.code == 2 and captured.out == ""
     assert captured.err.startswith("fedmr-ray: error: " + message.format(file=file)), captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_the_head_and_the_images_are_render_options(capsys):
+    job = yaml.safe_load(render_yaml(["--image", "reg/fedmr:1", "--gpu-image", "reg/fedmr:1-gpu", "--gpu-workers", "1",
+                                      "--cpu-workers", "1", "--head-cpus", "4", "--head-memory", "32Gi",
+                                      "--object-store-memory", "12Gi", "--", "--clients", "100"]))
+    assert schema_errors(job) == []
+    cluster = job["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]
+    assert head["template"]["spec"]["containers"][0]["image"] == "reg/fedmr:1"
+    assert head["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "4", "memory": "32Gi"}
+    assert head["rayStartParams"]["object-store-memory"] == str(12 * 2**30)
+    images = {g["groupName"]: g["template"]["spec"]["containers"][0]["image"] for g in cluster["workerGroupSpecs"]}
+    assert images == {"gpu": "reg/fedmr:1-gpu", "cpu": "reg/fedmr:1"}
+    assert capsys.readouterr().err == ""  # 10 mlp models fit
+
+
+def test_a_round_larger_than_the_heads_object_store_is_warned_of(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "img", "--gpu-workers", "1",
+                                      "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10", "--data-dir", "/data/c10",
+                                      "--model", "vgg16", "--clients", "1000", "--fraction", "0.1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0 and captured.out.startswith("apiVersion: ray.io/v1")
+    assert captured.err.startswith("fedmr-ray: warning: a round's new models (100 x 128.4 MiB = 12.54 GiB) exceed "
+                                   "the head's object store (2.40 GiB)")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--head-memory", "lots"], "--head-memory 'lots': must be a Kubernetes quantity"),
+    (["--object-store-memory", "9Gi"], "--object-store-memory 9Gi: must be less than --head-memory 8Gi"),
+    (["--gpu-image", "a b"], "--gpu-image 'a b': must name a container image"),
+])
+def test_bad_head_options_are_one_line(monkeypatch, capsys, args, message):
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "img", "--cpu-workers", "1", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == "" and captured.err.startswith("fedmr-ray: error: " + message)

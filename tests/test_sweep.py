@@ -26,7 +26,7 @@ from fedmr_ray.config import ConfigError
 from fedmr_ray.results import METRICS, MODEL, read_metrics
 from fedmr_ray.sweep import PLAN, Resources, Sweep, plan, read_plan
 from fedmr_ray.sweep_report import Interval, report_sweep
-from runs import results
+from runs import own_lines, results
 
 BASE = {"clients": 16, "fraction": 0.25, "rounds": 4, "eval_every": 2, "local_epochs": 1}
 
@@ -188,7 +188,7 @@ def test_a_sweep_interrupted_and_resumed_ends_as_its_trials_run_alone(tmp_path):
     proc.send_signal(signal.SIGTERM)  # a trial mid-run, with a checkpoint
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr
-    assert "Resume with: fedmr-ray sweep --resume" in stderr and "Traceback" not in stderr
+    assert "Resume with: fedmr-ray sweep --resume" in stderr and "Traceback" not in own_lines(stderr)
     sweep = read_plan(out)
     assert not all(trial.finished() for trial in sweep.trials)
 
@@ -294,3 +294,17 @@ def test_the_papers_sweep_files_plan(file, tmp_path):
     sweep = plan(__import__("tomllib").loads(file.read_text()), str(file), tmp_path)
     assert len(sweep.trials) >= 24 and "seed" in sweep.keys
     assert {t.values["algorithm"] for t in sweep.trials} >= {"fedmr", "fedavg"}
+
+
+def test_resume_if_exists_goes_on_only_with_the_same_sweep(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a.toml").write_text('[base]\nclients = 10\n[grid]\nseed = [0, 1]\n')
+    (tmp_path / "b.toml").write_text('[base]\nclients = 10\n[grid]\nseed = [0, 2]\n')
+    from fedmr_ray.sweep import read_sweep
+
+    read_sweep(tmp_path / "a.toml", (tmp_path / "out").absolute()).write(tmp_path / "out")
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", "sweep", str(tmp_path / "b.toml"), "--output", str(tmp_path / "out"),
+                                      "--resume-if-exists"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "holds another sweep than" in err and err.count("\n") == 1

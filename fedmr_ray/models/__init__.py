@@ -5,8 +5,11 @@ one's own, imported where the model is built."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +36,8 @@ CUSTOM = "package.module:factory"
 
 def _custom_factory(name: str) -> Factory:
     module_name, _, attribute = name.partition(":")
+    if os.getcwd() not in sys.path:  # a module of the current directory, as `python -m` finds it
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # whatever the module raises on import is the user's to see
@@ -42,6 +47,20 @@ def _custom_factory(name: str) -> Factory:
     if not callable(factory):
         raise model_error(name, f"{module_name} has no callable {attribute!r}")
     return factory
+
+
+def custom_source(name: str) -> Path | None:
+    """The file or package a custom factory's module comes from, where it is not an installed
+    package (a module of the current directory, say): what the Ray workers are sent to import it.
+    None for the registry's models and installed packages."""
+    if name in MODELS:
+        return None
+    _custom_factory(name)  # imported here first (a ConfigError where it cannot be)
+    top = sys.modules[name.partition(":")[0].split(".")[0]]
+    origin = Path(top.__file__ or "")
+    path = origin.parent if origin.name == "__init__.py" else origin
+    installed = any(part in ("site-packages", "dist-packages") for part in path.parts)
+    return None if installed or not path.exists() else path
 
 
 def model_error(name: str, problem: str) -> SettingError:

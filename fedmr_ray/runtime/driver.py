@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from fedmr_ray.errors import SettingError
 from fedmr_ray.federation import RoundRecord, Snapshot
 from fedmr_ray.runtime import entries
 from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
@@ -19,19 +24,48 @@ from fedmr_ray.signals import keep_sigterm
 
 
 @contextmanager
-def ray_cluster(address: str | None) -> Iterator[None]:
+def ray_cluster(address: str | None, connect_timeout: float = 60.0, py_modules: Sequence[Path] = ()) -> Iterator[None]:
     """Reuse a Ray already initialised in this process; else connect to `address` (or
-    RAY_ADDRESS), else start a local Ray with this machine's CPUs, and stop it afterwards."""
+    RAY_ADDRESS), else start a local Ray with this machine's CPUs, and stop it afterwards. A
+    cluster that does not answer within `connect_timeout` seconds is a ConfigError.
+    `py_modules`: local modules (a custom model's) the workers are sent to import."""
     if ray.is_initialized():
         yield
         return
+    reachable(address or os.environ.get("RAY_ADDRESS") or None, connect_timeout)
     with keep_sigterm():  # ray.init installs a SIGTERM handler of its own
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 configure_logging=True)
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True,
+                 configure_logging=True,
+                 runtime_env={"py_modules": [str(path) for path in py_modules]} if py_modules else None)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def reachable(address: str | None, timeout: float) -> None:
+    """Refuse what this runtime cannot use (Ray Client addresses), and wait up to `timeout` seconds
+    for a cluster's head to accept a connection (ray.init itself would wait forever)."""
+    if address is None or address in ("auto", "local"):
+        return
+    if address.startswith("ray://"):
+        raise SettingError("runtime.address", "--address", address, "Ray Client (ray://) is not supported: the "
+                           "driver must run on the cluster; submit the command with `ray job submit` (as a KubeRay "
+                           "RayJob does), or give host:6379 from inside the cluster", quote=False)
+    host, _, port = address.removeprefix("http://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingError("runtime.address", "--address", address, "must be host:port of the cluster's head "
+                           "(e.g. 10.0.0.5:6379)", quote=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))).close()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise SettingError("runtime.address", "--address", address, f"no Ray cluster answered there within "
+                                   f"{timeout:g} s (--connect-timeout)", quote=False) from None
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 class RayRun:

@@ -15,7 +15,6 @@ import contextlib
 import io
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,8 +24,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from fedmr_ray.checkpoint import FILE as CHECKPOINT
-from fedmr_ray.results import CONFIG, METRICS, MODEL, PARTITION, read_metrics
+from fedmr_ray.results import RunDirectory, read_metrics
 from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SHARE
 from fedmr_ray.sweep import Resources, Sweep, Trial
 
@@ -46,14 +44,6 @@ def placement(resources: Resources, cluster: dict[str, float]) -> tune.Placement
                                       strategy="PACK")
 
 
-def _start_over(run_dir: Path) -> None:
-    """Remove what a start that never reached a checkpoint wrote (it is all recomputed)."""
-    ours = {CONFIG, METRICS, PARTITION, MODEL, CHECKPOINT}
-    for path in run_dir.iterdir() if run_dir.is_dir() else ():
-        if path.name in ours or path.name.startswith("."):
-            path.unlink() if path.is_file() else shutil.rmtree(path)
-
-
 def run_trial(params: dict[str, Any]) -> None:
     """One trial: its simulation from the start, or from its run directory's checkpoint (a trial
     that Tune starts again after a failure or a resume); a finished one only reports."""
@@ -64,9 +54,9 @@ def run_trial(params: dict[str, Any]) -> None:
     if trial.finished():
         tune.report({"round": config.rounds, "accuracy": read_metrics(run_dir)[-1]["test_accuracy"], DONE: True})
         return
-    resume = run_dir if (run_dir / CHECKPOINT).is_file() else None
+    resume = run_dir if RunDirectory(run_dir).has_checkpoint() else None
     if resume is None:
-        _start_over(run_dir)
+        RunDirectory(run_dir).clear()  # a start that never reached a checkpoint: all of it is recomputed
     accuracy = [math.nan]
 
     def on_round(record, elapsed: float) -> None:
