@@ -2,7 +2,9 @@
 
 The cluster a manifest describes is written once, here: a head that trains nothing (num-cpus 0),
 worker groups that Ray's in-tree autoscaler (v2) scales between their bounds, resource requests
-equal to limits, and the results volume on the head, where the driver writes the run directory.
+equal to limits, and on the head, where the driver reads the data and writes the run directory,
+the results volume (or a URI instead), a read-only dataset volume where one is given, and the
+environment of a Secret (credentials for URIs).
 k8s/rayjob.yaml and k8s/raycluster.yaml are renders of these functions (tests/test_k8s.py checks).
 """
 
@@ -14,24 +16,26 @@ import shlex
 import sys
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
 import yaml
 
-from fedmr_ray.config import ConfigError, RuntimeConfig, SimulationConfig
+from fedmr_ray.config import ConfigError, DataConfig, RuntimeConfig, SimulationConfig
 from fedmr_ray.configfile import Sources, all_settings
 from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SLOTS
 from fedmr_ray.data.catalog import dataset_spec
 from fedmr_ray.models import ModelSpec
 from fedmr_ray.models.info import model_info
 from fedmr_ray.setup import check
+from fedmr_ray.storage import ACCEPTED, SCHEMES, is_uri
 from fedmr_ray.sweep import read_sweep
 
 RESULTS_MOUNT = "/mnt/results"
 SWEEP_MOUNT = "/etc/fedmr-ray"  # where a rendered sweep's ConfigMap puts the sweep file, on the head
 RESULTS_VOLUME = "results"
+DATA_VOLUME = "data"
 # The rayproject/ray images run as user ray (uid 1000) in group users (gid 100): fsGroup makes the
 # results volume writable by that group.
 RAY_GROUP_ID = 100
@@ -46,7 +50,7 @@ MAX_RAYJOB_NAME = 47  # KubeRay appends 6 characters to name the RayJob's RayClu
 
 # simulate flags that a rendered job sets itself or that make no sense inside it, and why
 _OWNED = {
-    "output": f"the run goes to {RESULTS_MOUNT}/NAME; choose NAME with --name",
+    "output": f"the run goes to {RESULTS_MOUNT}/NAME (or --results-uri/NAME); choose NAME with --name",
     "gpus_per_actor": "give --gpus-per-actor before --",
     "address": "the job runs on the Ray cluster the RayJob creates",
     "connect_timeout": "the job runs on the Ray cluster the RayJob creates",
@@ -131,22 +135,24 @@ def _pod_template(container: dict[str, Any], *, gpu: bool = False, volumes: list
     return {"spec": spec}
 
 
-def cluster_spec(head_pod: Head, groups: list[WorkerGroup], results_pvc: str,
-                 mounts: list[tuple[dict[str, Any], str]] = ()) -> dict[str, Any]:
+def cluster_spec(head_pod: Head, groups: list[WorkerGroup], results_pvc: str | None,
+                 mounts: list[tuple[dict[str, Any], str]] = (), env_secret: str | None = None) -> dict[str, Any]:
     """A RayClusterSpec: the head runs the driver (a sweep's trial drivers too, through the
-    DRIVER_RESOURCE it alone offers) and the autoscaler, the workers train. `mounts`: more
-    (volume, path) on the head."""
+    DRIVER_RESOURCE it alone offers) and the autoscaler, the workers train. `results_pvc`: the
+    results volume (None where the run goes to a URI); `mounts`: more (volume, path) on the head,
+    read-only; `env_secret`: a Secret whose keys become the head's environment."""
+    volumes = [*([{"name": RESULTS_VOLUME, "persistentVolumeClaim": {"claimName": results_pvc}}]
+                 if results_pvc else []), *(volume for volume, _ in mounts)]
     head = {
         "name": "ray-head",
         "image": head_pod.image,
         "ports": [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
                   {"containerPort": 10001, "name": "client"}],
         "resources": head_pod.shape.resources(),
-        "volumeMounts": [{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT},
+        **({"envFrom": [{"secretRef": {"name": env_secret}}]} if env_secret else {}),
+        "volumeMounts": [*([{"name": RESULTS_VOLUME, "mountPath": RESULTS_MOUNT}] if results_pvc else []),
                          *({"name": volume["name"], "mountPath": path, "readOnly": True} for volume, path in mounts)],
     }
-    results = [{"name": RESULTS_VOLUME, "persistentVolumeClaim": {"claimName": results_pvc}},
-               *(volume for volume, _ in mounts)]
     return {
         "rayVersion": version("ray"),
         "enableInTreeAutoscaling": True,
@@ -161,7 +167,7 @@ def cluster_spec(head_pod: Head, groups: list[WorkerGroup], results_pvc: str,
             "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({DRIVER_RESOURCE: DRIVER_SLOTS})),
                                **({"object-store-memory": str(head_pod.object_store_bytes)}
                                   if head_pod.object_store_bytes else {})},
-            "template": _pod_template(head, volumes=results),
+            "template": _pod_template(head, volumes=volumes),
         },
         "workerGroupSpecs": [
             {
@@ -332,8 +338,17 @@ def render(
                                            SHAPE)] = "16Gi",
     gpus_per_worker: Annotated[int, _opt("GPUs of each GPU worker pod.", SHAPE, min=1)] = 1,
     name: Annotated[str, _opt(f"RayJob name; the run directory is {RESULTS_MOUNT}/NAME.", JOB)] = "fedmr",
-    results_pvc: Annotated[str, _opt(f"PersistentVolumeClaim mounted at {RESULTS_MOUNT} on the head.",
-                                     JOB)] = "fedmr-results",
+    results_pvc: Annotated[str, _opt(f"PersistentVolumeClaim mounted at {RESULTS_MOUNT} on the head "
+                                     "(ReadWriteMany: see k8s/README.md).", JOB)] = "fedmr-results",
+    results_uri: Annotated[str | None, _opt("Write the run to URI/NAME (s3://bucket/runs, gs://...) instead of the "
+                                            "results volume; credentials through --env-secret.", JOB,
+                                            show_default=False)] = None,
+    data_volume: Annotated[str | None, _opt("PVC:MOUNT: mount that PersistentVolumeClaim read-only at MOUNT on the "
+                                            "head, where the driver reads the data; --data-dir must lie under "
+                                            "MOUNT (else give --data-dir a URI).", JOB, show_default=False)] = None,
+    env_secret: Annotated[str | None, _opt("A Secret whose keys become the head's environment: AWS_ACCESS_KEY_ID, "
+                                           "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ... for URIs.", JOB,
+                                           show_default=False)] = None,
     sweep: Annotated[Path | None, _opt("Render a sweep instead: a ConfigMap holding this sweep file, and a RayJob "
                                        f"running `fedmr-ray sweep` on it into {RESULTS_MOUNT}/NAME; each trial's "
                                        "executors as its [resources] say.", JOB, show_default=False)] = None,
@@ -345,6 +360,11 @@ def render(
     simulate_args = simulate_args or []
     _check_names(image, name, results_pvc, memory_per_worker)
     head = _head(image, head_cpus, head_memory, object_store_memory)
+    data = _data_volume(data_volume)
+    _require(env_secret is None or _DNS_1123.fullmatch(env_secret) is not None,
+             f"--env-secret {env_secret!r}: must be a Kubernetes object name (lower-case letters, digits, '-' and '.')")
+    if results_uri is not None:
+        _check_uri(results_uri, "--results-uri")
     if gpu_image is not None:
         _check_image(gpu_image, "--gpu-image")
     gpu = WorkerGroup("gpu", gpu_workers, gpu_workers if max_gpu_workers is None else max_gpu_workers,
@@ -352,12 +372,18 @@ def render(
     cpu = WorkerGroup("cpu", cpu_workers, cpu_workers if max_cpu_workers is None else max_cpu_workers,
                       PodShape(str(cpus_per_worker), memory_per_worker), image)
     groups = [group for group in (gpu, cpu) if group.max_replicas > 0]
-    output = f"{RESULTS_MOUNT}/{name}"
+    output = f"{(results_uri or RESULTS_MOUNT).rstrip('/')}/{name}"
+    mounts = [(_data_claim(data[0]), data[1])] if data else []
+    results = None if results_uri else results_pvc
     if sweep is not None:
         given = ctx.get_parameter_source("gpus_per_actor").name == "COMMANDLINE"
         _require(not simulate_args and not given, f"--sweep {sweep}: the sweep file holds every setting; give no "
                  "flags after -- and no --gpus-per-actor (a trial's executors are its [resources])")
+        _require(results_uri is None, f"--results-uri {results_uri}: a sweep writes to a folder: the results volume "
+                                      "(ReadWriteMany), not a URI")
         planned = read_sweep(sweep, Path(output))
+        for trial in planned.trials:
+            check_data_reaches_pods(trial.config.data, data, f"{sweep}: trial {trial.name}: ")
         resources = planned.resources
         check_workers(RuntimeConfig(cpus_per_actor=resources.cpus_per_executor,
                                     gpus_per_actor=resources.gpus_per_executor), gpu, cpu)
@@ -371,18 +397,56 @@ def render(
                       "data": {file: sweep.read_text()}}
         entrypoint = shlex.join(["fedmr-ray", "sweep", f"{SWEEP_MOUNT}/{file}", "--output", output,
                                  "--resume-if-exists"])
-        cluster = cluster_spec(head, groups, results_pvc, mounts=[(volume, SWEEP_MOUNT)])
+        cluster = cluster_spec(head, groups, results, mounts=[(volume, SWEEP_MOUNT), *mounts], env_secret=env_secret)
         typer.echo(to_yaml(config_map) + "---\n" + to_yaml(rayjob(name, entrypoint, cluster)), nl=False)
         return
     config = check_simulate_flags(ctx, simulate_args, gpus_per_actor)
+    check_data_reaches_pods(config.data, data)
     check_workers(config.runtime, gpu, cpu)
     warn_object_volume(config, head)
 
     job_args = [*simulate_args, "--gpus-per-actor", repr(gpus_per_actor), "--output", output, "--resume-if-exists"]
     if not config.checkpoint_every:
         job_args += ["--checkpoint-every", str(CHECKPOINT_EVERY)]
-    cluster = cluster_spec(head, groups, results_pvc)
+    cluster = cluster_spec(head, groups, results, mounts=mounts, env_secret=env_secret)
     typer.echo(to_yaml(rayjob(name, simulate_entrypoint(job_args), cluster)), nl=False)
+
+
+def _data_claim(claim: str) -> dict[str, Any]:
+    return {"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+
+
+def _data_volume(spec: str | None) -> tuple[str, str] | None:
+    """--data-volume PVC:MOUNT as (claim, mount path)."""
+    if spec is None:
+        return None
+    claim, colon, mount = spec.partition(":")
+    _require(bool(colon) and _DNS_1123.fullmatch(claim) is not None and mount.startswith("/") and mount != "/",
+             f"--data-volume {spec!r}: must be PVC:MOUNT, a PersistentVolumeClaim's name and an absolute path in the "
+             "pod, e.g. datasets:/data")
+    taken = [path for path in (RESULTS_MOUNT, SWEEP_MOUNT)
+             if PurePosixPath(mount).is_relative_to(path) or PurePosixPath(path).is_relative_to(mount)]
+    if taken:
+        raise ConfigError(f"--data-volume {spec!r}: {mount} overlaps {taken[0]}, where the job mounts another volume")
+    return claim, mount
+
+
+def _check_uri(uri: str, flag: str) -> None:
+    scheme = uri.partition("://")[0].lower()
+    _require(is_uri(uri) and scheme in SCHEMES, f"{flag} {uri}: accepted: {ACCEPTED.removeprefix('a local path or ')}")
+
+
+def check_data_reaches_pods(data: DataConfig, volume: tuple[str, str] | None, where: str = "") -> None:
+    """The driver, on the head, finds the dataset: a URI, or a folder under the dataset volume
+    (nothing is in the image)."""
+    if data.dataset == "synthetic" or is_uri(data.data_dir):
+        return
+    folder = data.data_dir or str(dataset_spec(data.dataset).data_dir(None))
+    if volume is not None and PurePosixPath(folder).is_relative_to(volume[1]):
+        return
+    named = f"--data-dir {folder}" if data.data_dir else f"--dataset {data.dataset} (its data in {folder})"
+    raise ConfigError(f"{where}{named}: no volume holds it in the pods; give --data-dir a URI (s3://bucket/"
+                      f"{data.dataset}), or --data-volume PVC:MOUNT and a --data-dir under MOUNT")
 
 
 def _head(image: str, cpus: str, memory: str, object_store: str | None) -> Head:

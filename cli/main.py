@@ -99,7 +99,7 @@ app.command("simulate")(with_parameters(simulate, [
     _only("quiet", bool, False, "No progress (the bar on a terminal, lines elsewhere).", "Output"),
     _only("log_format", str, "text", "Progress where stderr is not a terminal (logs): text lines, or json lines "
           "(one object per event); either gives a line per evaluated round and at least one every 30 s.", "Output"),
-    _only("resume", Path | None, None, "Continue the run in this directory from its checkpoint, with its own "
+    _only("resume", str | None, None, "Continue the run in this directory (or URI) from its checkpoint, with its own "
           "config.json; --rounds, --checkpoint-every and the Ray flags may change.", "Output"),
     _only("resume_if_exists", bool, False, "Where --output already holds this configuration's run (a retried "
           "job's own), go on from its checkpoint (a finished one is left as it is); elsewhere start it. "
@@ -109,7 +109,7 @@ app.command("simulate")(with_parameters(simulate, [
 ]))
 
 
-def _resumed_config(params: dict[str, Any], given: set[str], run_dir: Path) -> SimulationConfig:
+def _resumed_config(params: dict[str, Any], given: set[str], run_dir: str) -> SimulationConfig:
     """The run's own config.json, with the flags given that may change on resume."""
     fixed = [flag.option for flag in SIMULATE_FLAGS if flag.name in given and flag.key[0] not in RESUMABLE]
     if fixed:
@@ -184,8 +184,9 @@ def models_command(
 
 @app.command("report")
 def report_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (each with metrics.parquet), or one "
-                                                        "sweep's directory.", show_default=False)],
+    run_dirs: Annotated[list[str], typer.Argument(help="Run directories (each with metrics.parquet; local or "
+                                                       "URIs such as s3://bucket/run), or one sweep's directory.",
+                                                  show_default=False)],
     output: Annotated[Path | None, typer.Option(help="The figure: test accuracy and loss against round \\[default: "
                                                      "report.png; a sweep's: its curves.png].",
                                                 show_default=False)] = None,
@@ -209,10 +210,10 @@ def report_command(
 
     if target is not None and not 0.0 < target <= 1.0:
         raise ConfigError(f"--target {target}: must be an accuracy in (0, 1]")
-    if len(run_dirs) == 1 and (run_dirs[0] / PLAN).is_file():
+    if len(run_dirs) == 1 and (Path(run_dirs[0]) / PLAN).is_file():
         from fedmr_ray.sweep_report import report_sweep
 
-        print("\n".join(report_sweep(run_dirs[0], facet=facet, target=target, figure=output, table=table)))
+        print("\n".join(report_sweep(Path(run_dirs[0]), facet=facet, target=target, figure=output, table=table)))
         return
     if facet is not None:
         raise ConfigError("--facet: for a sweep's directory (one, holding sweep.json)")

@@ -15,6 +15,7 @@ import typer
 
 from fedmr_ray.config import ConfigError, SimulationConfig
 from fedmr_ray.results import check_output_dir
+from fedmr_ray.storage import is_uri
 from fedmr_ray.setup import check
 from fedmr_ray.sweep import PLAN, Sweep, check_data, plan, read_plan, read_sweep
 
@@ -75,7 +76,7 @@ def parse_seeds(text: str) -> list[int]:
 def run_seeds(config: SimulationConfig, seeds: list[int]) -> None:
     """`simulate --seeds`: the configuration run once per seed, as a sweep into its output directory."""
     check(config)  # its errors named by their flags, before the sweep is planned
-    directory = Path(config.output)
+    directory = sweep_folder(config.output, "--output")
     check_output_dir(str(directory))
     base = config.to_dict()
     runtime, _, _ = base.pop("runtime"), base.pop("output"), base.pop("seed")
@@ -89,13 +90,22 @@ def run_seeds(config: SimulationConfig, seeds: list[int]) -> None:
     run_planned(sweep, directory, address=config.runtime.address, max_concurrent=None, resume=False)
 
 
+def sweep_folder(text: str, option: str) -> Path:
+    """A sweep's directory: a local folder (every trial's driver writes into it, and Tune keeps its
+    state there); on Kubernetes a ReadWriteMany volume. A URI is refused."""
+    if is_uri(text):
+        raise ConfigError(f"{option} {text}: a sweep's directory is a folder (on Kubernetes, a ReadWriteMany "
+                          "volume: k8s render --sweep mounts one); URIs are for fedmr-ray simulate --output")
+    return Path(text)
+
+
 def sweep_command(
     file: Annotated[Path | None, typer.Argument(help="The sweep file (TOML, JSON or YAML): [base], [grid], "
                                                      "[[runs]], [resources].", show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option(help="The sweep's directory: a run directory per trial, named "
+    output: Annotated[str | None, typer.Option(help="The sweep's directory (a local folder): a run directory per trial, named "
                                                      "after its values; Tune's state; the report \\[default: "
                                                      "runs/sweep-<timestamp>].", show_default=False)] = None,
-    resume: Annotated[Path | None, typer.Option(help="Go on with the sweep in this directory: finished trials "
+    resume: Annotated[str | None, typer.Option(help="Go on with the sweep in this directory: finished trials "
                                                      "stay, interrupted ones go on from their checkpoints.",
                                                 show_default=False)] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster to connect to \\[default: RAY_ADDRESS, else a "
@@ -112,11 +122,12 @@ def sweep_command(
     if resume is not None:
         if file is not None or output is not None:
             raise ConfigError("--resume DIR takes the sweep planned in DIR: give no FILE and no --output")
-        run_planned(read_plan(resume), resume, address=address, max_concurrent=max_concurrent, resume=True)
+        folder = sweep_folder(resume, "--resume")
+        run_planned(read_plan(folder), folder, address=address, max_concurrent=max_concurrent, resume=True)
         return
     if file is None:
         raise ConfigError("FILE: give a sweep file (or --resume DIR)")
-    directory = output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory = sweep_folder(output or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}", "--output")
     if resume_if_exists and (directory / PLAN).is_file():
         planned = read_plan(directory)
         if planned.trials != read_sweep(file, directory.absolute()).trials:

@@ -15,7 +15,7 @@ from fedmr_ray.config import SimulationConfig
 from fedmr_ray.errors import SettingError
 from fedmr_ray.federation import RoundRecord
 from fedmr_ray.models import custom_source
-from fedmr_ray.results import CONFIG, RunDirectory, provenance, read_config
+from fedmr_ray.results import CHECKPOINT, CONFIG, RunDirectory, provenance, read_config
 from fedmr_ray.setup import prepare
 from fedmr_ray.signals import Terminated
 
@@ -24,7 +24,7 @@ class Interrupted(Exception):
     """A run stopped by Ctrl-C (or SIGTERM: `terminated`) after writing a checkpoint of its last
     completed round."""
 
-    def __init__(self, round_done: int, run_dir: Path, terminated: bool = False):
+    def __init__(self, round_done: int, run_dir: str, terminated: bool = False):
         super().__init__(f"interrupted after round {round_done}; checkpoint written to {run_dir}")
         self.round, self.run_dir, self.terminated = round_done, run_dir, terminated
 
@@ -49,18 +49,30 @@ def simulate(
     already holds this configuration's run (a retried job's own), go on from its checkpoint, or
     return its metrics if it finished; a start that never reached a checkpoint starts over. A
     configuration that cannot run is a ConfigError, raised before anything starts or is written.
+    `config.output` and `resume` may be URIs (s3://bucket/run, ...), as may the data directory.
     """
-    if resume is None and resume_if_exists and config.output is not None:
-        existing = _own_run(config)
-        if existing is not None and existing.finished(config.rounds):
-            return existing.metrics()
-        if existing is not None and existing.has_checkpoint():
-            resume = existing.path
-        elif existing is not None:
-            existing.clear()
-    setup = prepare(config, resuming=resume is not None)
+    with contextlib.ExitStack() as local_copies:  # of run directories behind URIs: removed at the end
+        resumed = RunDirectory.at(resume, "--resume") if resume is not None else None
+        if resumed is None and resume_if_exists and config.output is not None:
+            resumed = _own_run(config)
+            if resumed is not None:
+                local_copies.callback(resumed.close)
+            if resumed is not None and resumed.finished(config.rounds):
+                return resumed.metrics()
+            if resumed is not None and not resumed.has_checkpoint():
+                resumed.clear()  # a start that never reached a checkpoint: it starts over
+                resumed = None
+        elif resumed is not None:
+            local_copies.callback(resumed.close)
+        return _simulate(config, serial, on_start, on_round, resumed, local_copies)
+
+
+def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[str, Any]], None] | None,
+              on_round: Callable[[RoundRecord, float], None] | None, resumed: RunDirectory | None,
+              local_copies: contextlib.ExitStack) -> list[dict[str, Any]]:
+    setup = prepare(config, resuming=resumed is not None)
     config = setup.config
-    checkpoint = read_checkpoint(resume, config) if resume is not None else None
+    checkpoint = read_checkpoint(resumed.path, config, resumed.where) if resumed is not None else None
     if serial:
         from fedmr_ray.serial import SerialRun
 
@@ -78,12 +90,14 @@ def simulate(
         summary = run.describe()  # the executors' start-up errors surface here, before anything is written
         origin = provenance("serial" if serial else "ray", summary["num_executors"], summary["devices"])
         if checkpoint:
-            check_layout(checkpoint, summary["entries"], resume)
+            check_layout(checkpoint, summary["entries"], resumed.where)
             run.restore(checkpoint.snapshot)
-            run_dir = RunDirectory(resume)
+            run_dir = resumed
             run_dir.resumed(config, origin, checkpoint.snapshot.round)
         else:
             run_dir = RunDirectory.create(setup, origin) if config.output else None
+            if run_dir is not None:
+                local_copies.callback(run_dir.close)
         del setup  # on Ray the data now lives in the object store: no copy of it held here
         if on_start:
             on_start(summary)
@@ -107,6 +121,7 @@ def simulate(
         def save() -> int:
             state = Checkpoint(run.snapshot(), list(history), time.perf_counter() - start)
             write_checkpoint(run_dir.path, state, config)
+            run_dir.publish(CHECKPOINT)
             return state.snapshot.round
 
         first = checkpoint.snapshot.round if checkpoint else 0
@@ -119,7 +134,7 @@ def simulate(
                 finished = run.complete()  # the round in flight, where it can finish (a second signal aborts)
                 if finished is not None:
                     note(finished)
-                raise Interrupted(save(), run_dir.path, isinstance(stop, Terminated)) from None
+                raise Interrupted(save(), run_dir.where, isinstance(stop, Terminated)) from None
             note(record)
             if run_dir and config.checkpoint_every and record.round % config.checkpoint_every == 0:
                 save()
@@ -132,19 +147,29 @@ def _own_run(config: SimulationConfig) -> RunDirectory | None:
     """The run directory at config.output where it holds a run of this configuration (where and
     how long it runs aside); None where there is nothing there; a ConfigError where it holds
     another configuration's run or files that are not a run's."""
-    path = Path(config.output)
-    if not path.is_dir() or not any(path.iterdir()):
-        return None
-    if not (path / CONFIG).is_file():
-        raise SettingError("output", "--output", config.output, "holds files that are not a fedmr-ray run's; "
-                           "--resume-if-exists goes on only with a run of the same configuration", quote=False)
+    run = RunDirectory.at(config.output)
     try:
-        saved = read_config(path)
+        if not run.path.is_dir() or not any(run.path.iterdir()):
+            run.close()
+            return None
+        _require_own(run, config)
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
+def _require_own(run: RunDirectory, config: SimulationConfig) -> None:
+    def refuse(problem: str) -> SettingError:
+        return SettingError("output", "--output", config.output, problem, quote=False)
+
+    if not (run.path / CONFIG).is_file():
+        raise refuse("holds files that are not a fedmr-ray run's; --resume-if-exists goes on only with a run "
+                     "of the same configuration")
+    try:
+        saved = read_config(run.path)
     except (OSError, ValueError) as err:
-        raise SettingError("output", "--output", config.output, f"its config.json is unreadable "
-                           f"({type(err).__name__})", quote=False) from None
-    ours = dataclasses.replace(config, algorithm=complete(config.algorithm))
-    if saved.results_dict() != ours.results_dict():
-        raise SettingError("output", "--output", config.output, "holds the run of another configuration; "
-                           "--resume-if-exists goes on only with a run of the same configuration", quote=False)
-    return RunDirectory(path)
+        raise refuse(f"its config.json is unreadable ({type(err).__name__})") from None
+    if saved.results_dict() != dataclasses.replace(config, algorithm=complete(config.algorithm)).results_dict():
+        raise refuse("holds the run of another configuration; --resume-if-exists goes on only with a run of the "
+                     "same configuration")

@@ -58,10 +58,12 @@ def write_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, config: Simula
     return path
 
 
-def read_checkpoint(run_dir: str | Path, config: SimulationConfig) -> Checkpoint:
+def read_checkpoint(run_dir: str | Path, config: SimulationConfig, where: str | None = None) -> Checkpoint:
     """The run directory's checkpoint, checked against the run's configuration; a missing,
-    corrupt or mismatched one is a ConfigError."""
+    corrupt or mismatched one is a ConfigError. `where`: the run as its messages name it (a URI
+    whose local copy `run_dir` is)."""
     path = Path(run_dir) / FILE
+    run_dir = where or run_dir
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no {FILE} in it (a run writes one every --checkpoint-every "
                           "rounds and when interrupted)")

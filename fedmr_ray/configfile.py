@@ -26,6 +26,7 @@ import yaml
 from fedmr_ray.algorithms import registry, settings_class
 from fedmr_ray.config import SimulationConfig, flag_of
 from fedmr_ray.errors import ConfigError, SettingError, one_line
+from fedmr_ray.storage import is_uri
 from fedmr_ray.results import PROVENANCE
 
 PANELS = ("Run", "Algorithm", "Local training", "Data", "Ray", "Output")
@@ -125,7 +126,8 @@ def read_config_file(path: Path, option: str = "--config") -> dict[str, Any]:
 
 
 def absolute(path: str) -> str:
-    return str(Path(path).expanduser().absolute())
+    """A local path made absolute; a URI (s3://...) as it is."""
+    return path if is_uri(path) else str(Path(path).expanduser().absolute())
 
 
 def nested(raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, str]]:

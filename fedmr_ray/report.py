@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmr_ray.errors import ConfigError
-from fedmr_ray.results import CONFIG, METRICS, read_metrics
+from fedmr_ray.results import CONFIG, METRICS, read_file, read_metrics
 
 LAST = 5  # evaluations averaged at the end: a run that oscillates is judged by more than its last one
 
@@ -37,7 +37,8 @@ class RunSummary:
         return next((row["round"] for row in self.rows if row["test_accuracy"] >= target), None)
 
 
-def load_runs(dirs: list[Path]) -> list[RunSummary]:
+def load_runs(dirs: list[str | Path]) -> list[RunSummary]:
+    """The runs' metrics: run directories, local or behind URIs."""
     runs = []
     for run_dir in dirs:
         try:
@@ -48,10 +49,10 @@ def load_runs(dirs: list[Path]) -> list[RunSummary]:
         if not rows:
             raise ConfigError(f"{run_dir}: {METRICS} holds no evaluated round yet")
         try:
-            algorithm = json.loads((run_dir / CONFIG).read_text())["algorithm"]["name"]
-        except (OSError, ValueError, KeyError, TypeError):
+            algorithm = json.loads(read_file(run_dir, CONFIG))["algorithm"]["name"]
+        except (OSError, ValueError, KeyError, TypeError, ConfigError):
             algorithm = rows[0].get("algorithm", "?")
-        runs.append(RunSummary(run_dir.name, algorithm, rows))
+        runs.append(RunSummary(str(run_dir).rstrip("/").rsplit("/", 1)[-1], algorithm, rows))
     if len({run.label for run in runs}) < len(runs):  # the same algorithm twice: name them by folder
         runs = [RunSummary(run.name, run.name, run.rows) for run in runs]
     return runs

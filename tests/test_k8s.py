@@ -446,19 +446,70 @@ def test_installed_command_renders_and_refuses_without_traceback():
         "fedmr-ray: error: --gpus-per-actor 3: more than a GPU worker has (--gpus-per-worker 1)"]
 
 
-def test_render_does_not_need_the_dataset_on_this_machine(tmp_path, monkeypatch, capsys):
-    import sys
-
-    from fedmr_ray.cli.main import main
-
+def render_cli(monkeypatch, capsys, args: list[str], gpus: tuple[str, ...] = ("--gpus-per-actor", "0.5")):
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "reg.example/fedmr:1",
-                                      "--gpu-workers", "1", "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10",
-                                      "--data-dir", str(tmp_path / "only-on-the-cluster"), "--model", "cnn"])
+                                      "--gpu-workers", "1", *gpus, *args])
     with pytest.raises(SystemExit) as exit_info:
         main()
     out = capsys.readouterr()
-    assert exit_info.value.code == 0, out.err
-    assert "only-on-the-cluster" in out.out
+    return exit_info.value.code, out.out, out.err
+
+
+def test_a_dataset_volume_is_mounted_read_only_on_the_head(tmp_path, monkeypatch, capsys):
+    """The data need not be on this machine: the folder is on the volume, in the pods."""
+    code, out, err = render_cli(monkeypatch, capsys, ["--data-volume", "datasets:/data", "--", "--dataset", "cifar10",
+                                                      "--data-dir", "/data/cifar10", "--model", "cnn"])
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert schema_errors(job) == []
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in head["volumes"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in head["containers"][0]["volumeMounts"]
+    assert _simulate_flag(job["spec"]["entrypoint"], "--data-dir") == "/data/cifar10"
+
+
+def test_data_and_results_behind_uris_need_no_volume(monkeypatch, capsys):
+    code, out, err = render_cli(monkeypatch, capsys, ["--name", "c10", "--results-uri", "s3://results/runs/",
+                                                      "--env-secret", "s3-credentials", "--", "--dataset", "cifar10",
+                                                      "--data-dir", "s3://datasets/cifar10", "--model", "cnn"])
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert schema_errors(job) == []
+    assert _simulate_flag(job["spec"]["entrypoint"], "--output") == "s3://results/runs/c10"
+    assert _simulate_flag(job["spec"]["entrypoint"], "--data-dir") == "s3://datasets/cifar10"
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert "volumes" not in head and head["containers"][0]["volumeMounts"] == []
+    assert head["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+
+
+DATA_BAD = [
+    (["--", "--dataset", "cifar10", "--data-dir", "/data/cifar10"],
+     "--data-dir /data/cifar10: no volume holds it in the pods; give --data-dir a URI"),
+    (["--data-volume", "datasets:/mnt/data", "--", "--dataset", "cifar10", "--data-dir", "/data/cifar10"],
+     "--data-dir /data/cifar10: no volume holds it in the pods"),
+    (["--", "--dataset", "fmnist"], "--dataset fmnist (its data in "),
+    (["--data-volume", "datasets", "--", "--dataset", "cifar10"], "--data-volume 'datasets': must be PVC:MOUNT"),
+    (["--data-volume", "datasets:data", "--", "--dataset", "cifar10"], "--data-volume 'datasets:data': must be PVC:MOUNT"),
+    (["--data-volume", "Data_Sets:/data"], "--data-volume 'Data_Sets:/data': must be PVC:MOUNT"),
+    (["--data-volume", "d:/mnt"], "--data-volume 'd:/mnt': /mnt overlaps /mnt/results"),
+    (["--results-uri", "ftp://host/runs"], "--results-uri ftp://host/runs: accepted: a URI of s3://"),
+    (["--results-uri", "/mnt/other"], "--results-uri /mnt/other: accepted: a URI of s3://"),
+    (["--env-secret", "S3 keys"], "--env-secret 'S3 keys': must be a Kubernetes object name"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), DATA_BAD, ids=[" ".join(a) for a, _ in DATA_BAD])
+def test_data_a_pod_cannot_read_and_bad_storage_options_are_one_line(monkeypatch, capsys, args, message):
+    code, out, err = render_cli(monkeypatch, capsys, args)
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("fedmr-ray: error: "), err
+    assert message in err, err
+
+
+def test_a_sweep_is_not_rendered_into_a_uri(tmp_path, monkeypatch, capsys):
+    (tmp_path / "s.toml").write_text("[grid]\nseed = [0, 1]\n")
+    code, out, err = render_cli(monkeypatch, capsys, ["--results-uri", "s3://r/x", "--sweep", str(tmp_path / "s.toml")],
+                                gpus=())
+    assert code == 2 and out == "" and "--results-uri s3://r/x: a sweep writes to a folder" in err
 
 
 # --- a sweep -------------------------------------------------------------------------------------
@@ -485,7 +536,7 @@ gpus_per_executor = 0.5
 def test_a_sweep_renders_as_a_config_map_and_a_rayjob_that_runs_it(tmp_path):
     (tmp_path / "paper.toml").write_text(SWEEP)
     text = render_yaml(["--image", IMAGE, "--name", "paper", "--gpu-workers", "1", "--max-gpu-workers", "6",
-                        "--sweep", str(tmp_path / "paper.toml")])
+                        "--data-volume", "datasets:/data", "--sweep", str(tmp_path / "paper.toml")])
     config_map, job = yaml.safe_load_all(text)
     assert config_map["kind"] == "ConfigMap" and config_map["data"] == {"sweep.toml": SWEEP}
     assert schema_errors(job) == []
@@ -496,6 +547,7 @@ def test_a_sweep_renders_as_a_config_map_and_a_rayjob_that_runs_it(tmp_path):
     assert volumes["sweep"] == {"name": "sweep", "configMap": {"name": "paper-sweep"}}
     mounts = {m["name"]: m for m in head["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["sweep"] == {"name": "sweep", "mountPath": "/etc/fedmr-ray", "readOnly": True}
+    assert mounts["data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
     assert json.loads(json.loads(head["rayStartParams"]["resources"])) == {"fedmr_driver": 1000}
 
 
@@ -510,7 +562,7 @@ def test_a_bad_sweep_render_is_one_line(tmp_path, monkeypatch, capsys, extra, sw
     file = tmp_path / "s.toml"
     file.write_text(sweep)
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "img", "--gpu-workers", "1",
-                                      "--sweep", str(file), *extra])
+                                      "--data-volume", "datasets:/data", "--sweep", str(file), *extra])
     with pytest.raises(SystemExit) as exit_info:
         main()
     captured = capsys.readouterr()
@@ -536,7 +588,7 @@ def test_the_head_and_the_images_are_render_options(capsys):
 
 def test_a_round_larger_than_the_heads_object_store_is_warned_of(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "k8s", "render", "--image", "img", "--gpu-workers", "1",
-                                      "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10", "--data-dir", "/data/c10",
+                                      "--gpus-per-actor", "0.5", "--", "--dataset", "cifar10", "--data-dir", "s3://data/c10",
                                       "--model", "vgg16", "--clients", "1000", "--fraction", "0.1"])
     with pytest.raises(SystemExit) as exit_info:
         main()

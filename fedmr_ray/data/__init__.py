@@ -1,6 +1,7 @@
 """Datasets: each a `FederatedDataset`, built from the configuration.
 
-A real dataset is read from local files (sources.py), decoded once and cached (cache.py), split
+A real dataset is read from local files, or from a URI's files copied once into the cache
+(sources.py, storage.py), decoded once and cached (cache.py), split
 among the clients (partition.py) and normalised. The synthetic one is generated from the seed;
 under its natural partition it is exactly `make_synthetic`. A run reads and splits its data once,
 through `load` (fedmr_ray.setup.prepare calls it).
@@ -27,6 +28,7 @@ from fedmr_ray.data.partition import (
 from fedmr_ray.data.sources import Decoded, locate, normalise
 from fedmr_ray.data.synthetic import generated_synthetic, make_synthetic, synthetic_offsets
 from fedmr_ray.rng import Stream, generator
+from fedmr_ray.storage import is_uri
 
 __all__ = ["DATASETS", "PARTITIONS", "DatasetSpec", "FederatedDataset", "Partition", "dataset_spec",
            "generated_from_seed", "load", "load_dataset", "load_labels", "load_partition", "make_synthetic",
@@ -45,10 +47,11 @@ def generated_from_seed(data: DataConfig) -> bool:
 
 
 def _decoded(data: DataConfig) -> Decoded:
-    from fedmr_ray.data.cache import load_cached
+    from fedmr_ray.data.cache import fetch, load_cached
 
     spec = dataset_spec(data.dataset)
-    return load_cached(locate(spec, spec.data_dir(data.data_dir)), data.cache_dir)
+    folder = fetch(data.data_dir, data.cache_dir) if is_uri(data.data_dir) else spec.data_dir(data.data_dir)
+    return load_cached(locate(spec, folder), data.cache_dir)
 
 
 def load_labels(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray | None]:

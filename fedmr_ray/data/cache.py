@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from fedmr_ray.data.sources import Decoded, Source, decode
+from fedmr_ray.storage import Remote, StorageError
 
 FORMAT_VERSION = 1
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+COPIED = ".fedmr-ray-copied"  # marks a complete copy of a URI's dataset folder
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -41,6 +43,34 @@ def source_key(source: Source) -> str:
 
 def entry_dir(source: Source, cache_dir: str | None) -> Path:
     return cache_root(cache_dir) / f"{source.spec.name}-{source_key(source)}"
+
+
+def fetch(uri: str, cache_dir: str | None) -> Path:
+    """A dataset folder behind a URI (s3://bucket/cifar10, ...), copied once into the cache as
+    `<cache>/remote-<key>/`, whose key hashes the URI and its files' names, sizes and times: a
+    changed file makes a new copy. Read from there as a local folder."""
+    remote = Remote.open(uri, "--data-dir")
+    files = remote.files()
+    if not files:
+        remote.require_top()
+        raise StorageError(f"--data-dir {uri}: no files there (or no such folder)")
+    key = hashlib.sha256(json.dumps([FORMAT_VERSION, remote.uri, files]).encode()).hexdigest()[:20]
+    entry = cache_root(cache_dir) / f"remote-{key}"
+    if (entry / COPIED).is_file():
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".remote-{key}-", dir=entry.parent))
+    try:
+        print(f"fedmr-ray: copying {len(files)} files ({sum(size for _, size, _ in files) / 2**20:.1f} MiB) from "
+              f"{uri} into {entry.parent}", file=sys.stderr)
+        remote.download(tmp, [name for name, _, _ in files])
+        (tmp / COPIED).write_text(json.dumps({"uri": remote.uri, "files": len(files)}) + "\n")
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (entry / COPIED).is_file():  # else another run copied it first: as good
+            raise
+    return entry
 
 
 def load_cached(source: Source, cache_dir: str | None) -> Decoded:
