@@ -74,9 +74,9 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
     config = setup.config
     checkpoint = read_checkpoint(resumed.path, config, resumed.where) if resumed is not None else None
     if serial:
-        from fedmr_ray.serial import SerialRun
+        from fedmr_ray.serial import SerialRun, pinned_threads
 
-        session, make_run = contextlib.nullcontext(), SerialRun
+        session, make_run = pinned_threads(config.runtime.threads), SerialRun
     else:
         from fedmr_ray.runtime.driver import RayRun, ray_cluster
 

@@ -262,6 +262,11 @@ class RuntimeConfig(Settings):
     connect_timeout: float = setting(60.0, "Seconds to wait for the cluster at --address (or RAY_ADDRESS) to "
                                      "answer before giving up.", check=_above(0), must="> 0")
 
+    @property
+    def threads(self) -> int:
+        """torch's intra-op threads of an executor (and of a --serial run, so that it computes the same)."""
+        return max(1, int(self.cpus_per_actor))
+
 
 RUN, OUTPUT = "Run", "Output"
 

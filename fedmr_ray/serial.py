@@ -6,7 +6,8 @@ that benchmarks measure the runtime against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,21 @@ class SerialBackend:
 
     def fetch(self, model: Model) -> Model:
         return list(model)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads for a run in this process, as many as an executor has (one by
+    default): a float sum split over other threads rounds otherwise, and the run would not compute
+    what it computes on Ray. The process's own setting comes back after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class SerialRun:

@@ -24,9 +24,10 @@ def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorit
     one = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=1)}))
     two = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=2)}))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each executor trains (one CPU each)
+    torch.set_num_threads(2)  # this process's threads: a serial run trains with an executor's (one CPU each)
     try:
         serial = simulate(config, serial=True)
+        assert torch.get_num_threads() == 2  # given back after the run
     finally:
         torch.set_num_threads(threads)
     assert [row["round"] for row in one] == [1, 2, 3]

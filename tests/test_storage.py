@@ -102,3 +102,35 @@ def test_a_sweep_into_a_uri_is_refused_in_one_line(s3_server, tmp_path, capsys):
     code = run_cli(["sweep", str(tmp_path / "s.toml"), "--output", "s3://runs/sweep"])
     err = capsys.readouterr().err
     assert code == 2 and "--output s3://runs/sweep: a sweep's directory is a folder" in err and err.count("\n") == 1
+
+
+def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) raised while a file is being uploaded: the upload finishes whole, then
+    the interrupt goes on. (Closing a stream cut short would publish the part written so far: a
+    0-byte metrics.parquet was seen this way when a job was stopped.)"""
+    import shutil
+    import signal
+    import time
+
+    from fedmr_ray import storage
+
+    s3_server.bucket("uploads")
+    local = tmp_path / "metrics.parquet"
+    local.write_bytes(b"x" * 1000)
+    real_copy = shutil.copyfileobj
+
+    def slow_copy(src, dst, length=0):  # half the file, a pause while the stream is open, the rest
+        dst.write(src.read(500))
+        time.sleep(0.6)
+        real_copy(src, dst, length)
+
+    monkeypatch.setattr(storage.shutil, "copyfileobj", slow_copy)
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            storage.Remote.open("s3://uploads/run", "--output").upload(local, "metrics.parquet")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert s3_server.fs.open_input_stream("uploads/run/metrics.parquet").read() == b"x" * 1000

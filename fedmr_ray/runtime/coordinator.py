@@ -66,7 +66,7 @@ class Coordinator:
             # find room in a cluster that shrank).
             placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if group is not None else {}
             return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0,
-                                    **placed).remote(ref, max(1, int(rt.cpus_per_actor)), rt.gpus_per_actor > 0)
+                                    **placed).remote(ref, rt.threads, rt.gpus_per_actor > 0)
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
