@@ -17,7 +17,7 @@ from fedmr_ray.federation import RoundRecord
 from fedmr_ray.models import custom_source
 from fedmr_ray.results import CHECKPOINT, CONFIG, RunDirectory, provenance, read_config
 from fedmr_ray.setup import prepare
-from fedmr_ray.signals import Terminated
+from fedmr_ray.signals import Terminated, held
 
 
 class Interrupted(Exception):
@@ -128,6 +128,10 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
         for _ in range(first, config.rounds):
             try:
                 record = run.step()
+                with held():  # the round's metrics and checkpoint are written whole, then a signal counts
+                    note(record)
+                    if run_dir and config.checkpoint_every and record.round % config.checkpoint_every == 0:
+                        save()
             except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where the command line asked (signals.py)
                 if run_dir is None:
                     raise
@@ -135,11 +139,9 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
                 if finished is not None:
                     note(finished)
                 raise Interrupted(save(), run_dir.where, isinstance(stop, Terminated)) from None
-            note(record)
-            if run_dir and config.checkpoint_every and record.round % config.checkpoint_every == 0:
-                save()
         if run_dir and first < config.rounds:
-            run_dir.save_model(run.global_state())
+            with held():
+                run_dir.save_model(run.global_state())
     return history
 
 

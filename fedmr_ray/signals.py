@@ -4,8 +4,10 @@ command exits 143 (130 for Ctrl-C) with the command to go on."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 
 class Terminated(KeyboardInterrupt):
@@ -36,3 +38,24 @@ class _Kept:
     def __exit__(self, *exc) -> None:
         if self.ours:
             stop_on_sigterm()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while the body runs (a round's metrics and its checkpoint are
+    written whole), then delivered as they would have been. In the main thread only: signals
+    reach no other."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in before:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])  # to the handler it would have reached

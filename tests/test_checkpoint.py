@@ -168,3 +168,33 @@ def test_a_retried_command_with_resume_if_exists_ends_as_an_uninterrupted_run(tm
                            timeout=120)
     assert other.returncode == 2 and "holds the run of another configuration" in other.stderr
     assert results(read_metrics(run_dir)) == results(read_metrics(whole))  # nothing rewritten
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
+def test_a_signal_while_a_round_is_written_waits_for_the_round_then_stops_the_run(tmp_path, monkeypatch):
+    """SIGTERM arriving while a round's metrics (or checkpoint) are being written, not while it
+    trains: the files are finished, then the run stops as it would have (a checkpoint, Interrupted).
+    (Before, the signal escaped there: exit without a checkpoint of that round or a message.)"""
+    from fedmr_ray.api import Interrupted
+    from fedmr_ray.results import RunDirectory
+    from fedmr_ray.signals import stop_on_sigterm
+
+    write_metrics = RunDirectory.write_metrics
+
+    def signalled_while_writing(self, rows):
+        if len(rows) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered at once, mid-write
+        write_metrics(self, rows)
+
+    monkeypatch.setattr(RunDirectory, "write_metrics", signalled_while_writing)
+    config = with_(BASE, output=str(tmp_path / "run"))
+    previous = signal.getsignal(signal.SIGTERM)
+    stop_on_sigterm()
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            simulate(config, serial=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.terminated and stopped.value.round == 2
+    assert len(read_metrics(tmp_path / "run")) == 2
+    assert read_checkpoint(tmp_path / "run", config).snapshot.round == 2

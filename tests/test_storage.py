@@ -134,3 +134,14 @@ def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server,
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert s3_server.fs.open_input_stream("uploads/run/metrics.parquet").read() == b"x" * 1000
+
+
+def test_resume_from_a_uri_goes_on_from_its_checkpoint(s3_server, dataset, tmp_path, capsys):
+    """`fedmr-ray simulate --resume s3://...`, the command an interrupted run prints."""
+    config = with_(BASE, data=fmnist(dataset, tmp_path / "c"), checkpoint_every=2)
+    whole = simulate(with_(config, output=str(tmp_path / "whole")), serial=True)
+    uri = "s3://runs/to-resume"
+    simulate(with_(config, rounds=2, output=uri), serial=True)
+    code = run_cli(["simulate", "--resume", uri, "--rounds", "4", "--serial", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert results(read_metrics(uri)) == results(whole)
