@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedmr_ray.errors import ConfigError, one_line
+from fedmr_ray.signals import held
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -132,34 +132,10 @@ class Remote:
         return self._do(f"read {relative}", read)
 
     def upload(self, local: Path, relative: str) -> None:
-        """A local file uploaded whole. In a thread of its own: an interrupt of this process (Ctrl-C,
-        SIGTERM), which Python raises in the main thread, must not cut an upload short: closing
-        a stream cut short would publish the part written so far. An interrupt waits for the
-        upload, then goes on."""
-        failed: list[BaseException] = []
-        done = threading.Event()
-
-        def work() -> None:
-            try:
-                self._copy(self._path(relative), local, upload=True)
-            except BaseException as err:  # handed to the caller
-                failed.append(err)
-            finally:
-                done.set()
-
-        threading.Thread(target=work, name=f"fedmr-ray upload {relative}").start()
-        interrupt = None
-        while not done.is_set():  # (not Thread.join: interrupted, it may return before the thread ends)
-            try:
-                done.wait(0.1)
-            except BaseException as err:  # Ctrl-C, SIGTERM: raised once the upload is done
-                interrupt = err
-        if interrupt is not None:
-            raise interrupt
-        if failed and isinstance(failed[0], OSError):
-            raise self._failure(f"write {relative}", failed[0]) from None
-        if failed:
-            raise failed[0]
+        """A local file uploaded whole. Ctrl-C and SIGTERM are held meanwhile (signals.held):
+        closing a stream cut short would publish the part written so far."""
+        with held():
+            self._do(f"write {relative}", lambda: self._copy(self._path(relative), local, upload=True))
 
     def delete(self, relative: str) -> None:
         self._do(f"delete {relative}", lambda: self.fs.delete_file(self._path(relative)))
