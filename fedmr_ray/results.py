@@ -207,4 +207,7 @@ def read_config(run_dir: str | Path) -> SimulationConfig:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    return pq.read_table(pa.BufferReader(read_file(run_dir, METRICS))).to_pylist()
+    # One thread: pyarrow 26's threaded read of a buffer aborted the process at exit about one time
+    # in eight ("terminate called without an active exception", exit 134), after the work was done.
+    table = pq.read_table(pa.BufferReader(read_file(run_dir, METRICS)), use_threads=False)
+    return table.to_pylist()

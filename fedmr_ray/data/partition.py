@@ -135,7 +135,7 @@ def read_partition_file(path: str, num_clients: int, num_samples: int) -> Partit
 
 def _clients_from_parquet(path: str) -> dict[int, np.ndarray]:
     try:
-        table = pq.read_table(path, columns=list(COLUMNS))
+        table = pq.read_table(path, columns=list(COLUMNS), use_threads=False)  # as read_metrics
         ids, samples = (np.asarray(table.column(c).to_numpy(), dtype=np.int64) for c in COLUMNS)
     except Exception as err:  # pyarrow raises many types for a bad file
         raise ConfigError(f"--partition-file {path}: not Parquet with integer columns {', '.join(COLUMNS)} nor "
