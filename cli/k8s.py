@@ -313,7 +313,7 @@ def _max_opt(kind: str) -> typer.Option:
                 WORKERS, min=0, show_default=False)
 
 
-@k8s_app.command(no_args_is_help=True)
+@k8s_app.command(no_args_is_help=True, short_help="Print a RayJob manifest that runs simulate or a sweep.")
 def render(
     ctx: typer.Context,
     image: Annotated[str, _opt("Image of the head and the CPU workers (and of the GPU workers unless "

@@ -18,7 +18,8 @@ def parameter(flag: Setting) -> inspect.Parameter:
     option = flag.option
     if bool in (flag.type, *typing.get_args(flag.type)):
         option = f"{flag.option}/--no-{flag.option.removeprefix('--')}"
-    info = typer.Option(option, help=flag.help.replace("[", "\\["), rich_help_panel=flag.panel,
+    help_text = flag.help + (f" [accepted: {flag.accepted}]" if flag.accepted else "")
+    info = typer.Option(option, help=help_text.replace("[", "\\["), rich_help_panel=flag.panel,
                         show_default=flag.show_default)
     return inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, default=flag.default,
                              annotation=Annotated[flag.type, info])

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fedmr_ray import SimulationConfig, simulate
 from fedmr_ray.federation import RoundRecord
+from fedmr_ray.results import SimulationResult
 
 LINE_EVERY = 30.0  # seconds: the longest silence of the line views
 LOG_FORMATS = ("text", "json")
@@ -27,7 +28,7 @@ class Bar:
     def __init__(self, config: SimulationConfig, err: Console):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("acc {task.fields[acc]}  loss {task.fields[loss]}"),
+            TextColumn("test acc {task.fields[acc]}  train loss {task.fields[loss]}"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
         self.task = self.progress.add_task("round", total=config.rounds, acc="-", loss="-")
         self.err = err
@@ -83,7 +84,8 @@ class Lines:
 
 
 def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool, resume=None,
-                      resume_if_exists: bool = False, log_format: str = "text") -> list[dict]:
+                      resume_if_exists: bool = False, log_format: str = "text", tensorboard: str | None = None
+                      ) -> SimulationResult:
     err, out = Console(stderr=True), Console(soft_wrap=True)
     started = time.perf_counter()
     view = None if quiet else (Bar(config, err) if err.is_terminal and log_format == "text"
@@ -114,24 +116,24 @@ def run_with_progress(config: SimulationConfig, *, serial: bool, quiet: bool, re
             view.round(record, elapsed, eta)
 
     try:
-        history = simulate(config, serial=serial, on_start=on_start, on_round=on_round, resume=resume,
-                           resume_if_exists=resume_if_exists)
+        result = simulate(config, serial=serial, on_start=on_start, on_round=on_round, resume=resume,
+                          resume_if_exists=resume_if_exists, tensorboard=tensorboard)
     finally:
         if view is not None:
             view.close()
-    final = history[-1]
-    best = max(history, key=lambda row: row["test_accuracy"])
+    final = result.final
+    best = max(result.evaluated, key=lambda row: row["test_accuracy"])
     if not setup:  # --resume-if-exists found the run finished: nothing ran
         out.print(f"{config.algorithm.name}: already finished in {config.output}: final test accuracy "
                   f"{final['test_accuracy']:.4f} after {final['round']} rounds")
-        return history
+        return result
     out.print(
         f"{config.algorithm.name}: final test accuracy {final['test_accuracy']:.4f} "
-        f"(loss {final['test_loss']:.4f}) after {final['round']} rounds; "
+        f"(test loss {final['test_loss']:.4f}) after {final['round']} rounds; "
         f"best {best['test_accuracy']:.4f} at round {best['round']}; always guessing the commonest "
         f"class scores {setup['majority_class']:.4f}; "
         f"{final['elapsed_s']:.1f} s of rounds{' since the run began' if resume else ''}, "
         f"{time.perf_counter() - started:.1f} s in {'this resumed part' if resume else 'all'}"
     )
     out.print(f"results: {config.output}")
-    return history
+    return result

@@ -15,9 +15,19 @@ from fedmr_ray.config import SimulationConfig
 from fedmr_ray.errors import SettingError
 from fedmr_ray.federation import RoundRecord
 from fedmr_ray.models import custom_source
-from fedmr_ray.results import CHECKPOINT, CONFIG, RunDirectory, provenance, read_config
+from fedmr_ray.results import (
+    CHECKPOINT,
+    CONFIG,
+    ClientLog,
+    RunDirectory,
+    SimulationResult,
+    metrics_row,
+    provenance,
+    read_config,
+)
 from fedmr_ray.setup import prepare
 from fedmr_ray.signals import Terminated, held
+from fedmr_ray.tracking import TensorBoard
 
 
 class Interrupted(Exception):
@@ -37,8 +47,12 @@ def simulate(
     on_round: Callable[[RoundRecord, float], None] | None = None,
     resume: str | Path | None = None,
     resume_if_exists: bool = False,
-) -> list[dict[str, Any]]:
-    """Run a simulation and return its history: one row per evaluated round, as in metrics.parquet.
+    keep_models: bool = False,
+    tensorboard: str | Path | None = None,
+) -> SimulationResult:
+    """Run a simulation and return its result (results.SimulationResult): the metrics, one row per
+    round as in metrics.parquet, the clients' rows as in clients.parquet, the run directory, the
+    final global model, and with `keep_models` the server's final models (FedMR's K).
 
     On Ray by default (a Ray already initialised in this process, else `config.runtime.address` or
     RAY_ADDRESS, else a local one); `serial=True` runs the same loop in this process without Ray.
@@ -50,6 +64,7 @@ def simulate(
     return its metrics if it finished; a start that never reached a checkpoint starts over. A
     configuration that cannot run is a ConfigError, raised before anything starts or is written.
     `config.output` and `resume` may be URIs (s3://bucket/run, ...), as may the data directory.
+    `tensorboard`: a folder that also gets each round's metrics as TensorBoard scalars (tracking.py).
     """
     with contextlib.ExitStack() as local_copies:  # of run directories behind URIs: removed at the end
         resumed = RunDirectory.at(resume, "--resume") if resume is not None else None
@@ -58,18 +73,22 @@ def simulate(
             if resumed is not None:
                 local_copies.callback(resumed.close)
             if resumed is not None and resumed.finished(config.rounds):
-                return resumed.metrics()
+                return resumed.result(config)
             if resumed is not None and not resumed.has_checkpoint():
                 resumed.clear()  # a start that never reached a checkpoint: it starts over
                 resumed = None
         elif resumed is not None:
             local_copies.callback(resumed.close)
-        return _simulate(config, serial, on_start, on_round, resumed, local_copies)
+        run_name = str(config.output).rstrip("/").rsplit("/", 1)[-1] if config.output else None
+        tracker = TensorBoard(str(tensorboard), run_name) if tensorboard is not None else None
+        if tracker is not None:
+            local_copies.callback(tracker.close)
+        return _simulate(config, serial, on_start, on_round, resumed, local_copies, keep_models, tracker)
 
 
 def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[str, Any]], None] | None,
               on_round: Callable[[RoundRecord, float], None] | None, resumed: RunDirectory | None,
-              local_copies: contextlib.ExitStack) -> list[dict[str, Any]]:
+              local_copies: contextlib.ExitStack, keep_models: bool, tracker: TensorBoard | None) -> SimulationResult:
     setup = prepare(config, resuming=resumed is not None)
     config = setup.config
     checkpoint = read_checkpoint(resumed.path, config, resumed.where) if resumed is not None else None
@@ -84,6 +103,7 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
         shipped = [path for path in [custom_source(config.model)] if path is not None]
         session, make_run = ray_cluster(config.runtime.address, config.runtime.connect_timeout, shipped), RayRun
     history: list[dict[str, Any]] = list(checkpoint.history) if checkpoint else []
+    clients = ClientLog.read(resumed.path, checkpoint.snapshot.round) if checkpoint else ClientLog()
     offset = checkpoint.elapsed_s if checkpoint else 0.0
     with session:
         run = make_run(setup)
@@ -103,22 +123,27 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
             on_start(summary)
         start = time.perf_counter() - offset
 
+        written = [len(history)]  # rounds in the run directory's metrics files
+
+        def write() -> None:
+            if run_dir and written[0] != len(history):
+                run_dir.write_metrics(history, clients)
+                written[0] = len(history)
+
         def note(record: RoundRecord) -> float:
             elapsed = time.perf_counter() - start
-            if record.test_accuracy is not None:
-                history.append({
-                    "round": record.round, "algorithm": config.algorithm.name, "stage": record.stage,
-                    "test_accuracy": record.test_accuracy, "test_loss": record.test_loss,
-                    "train_loss": record.train_loss, "executors": record.executors, "server_s": record.server_s,
-                    "elapsed_s": elapsed,
-                })
-                if run_dir:
-                    run_dir.write_metrics(history)
+            history.append(metrics_row(record, config.algorithm.name, elapsed))
+            clients.add(record)
+            if tracker is not None:
+                tracker.log(history[-1])
+            if record.test_accuracy is not None:  # the files follow the evaluations (and the checkpoints)
+                write()
             if on_round:
                 on_round(record, elapsed)
             return elapsed
 
         def save() -> int:
+            write()
             state = Checkpoint(run.snapshot(), list(history), time.perf_counter() - start)
             write_checkpoint(run_dir.path, state, config)
             run_dir.publish(CHECKPOINT)
@@ -135,14 +160,18 @@ def _simulate(config: SimulationConfig, serial: bool, on_start: Callable[[dict[s
             except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where the command line asked (signals.py)
                 if run_dir is None:
                     raise
-                finished = run.complete()  # the round in flight, where it can finish (a second signal aborts)
-                if finished is not None:
+                # the round in flight, where it can finish (a second signal aborts), or the round that had
+                # just completed when the signal came: noted unless it already was
+                finished = run.complete()
+                if finished is not None and finished.round > (history[-1]["round"] if history else 0):
                     note(finished)
                 raise Interrupted(save(), run_dir.where, isinstance(stop, Terminated)) from None
-        if run_dir and first < config.rounds:
+        final = run.global_state() if first < config.rounds else None
+        models = run.server_models() if keep_models and first < config.rounds else None
+        if run_dir and final is not None:
             with held():
-                run_dir.save_model(run.global_state())
-    return history
+                run_dir.save_model(final)
+    return SimulationResult(config, history, clients.table(), run_dir.where if run_dir else None, final, models)
 
 
 def _own_run(config: SimulationConfig) -> RunDirectory | None:

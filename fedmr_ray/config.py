@@ -279,6 +279,10 @@ class SimulationConfig(Settings):
     rounds: int = setting(150, "Communication rounds.", panel=RUN, **_POSITIVE_INT)
     eval_every: int = setting(10, "Evaluate the global model every N rounds (and after the last).", panel=RUN,
                               **_POSITIVE_INT)
+    client_eval_every: int = setting(0, "Also evaluate the global model (and FedMR's K models) on each client's "
+                                     "held-out split every N rounds and after the last (0: never): mean, std and worst "
+                                     "10% over the clients in metrics.parquet.", panel=RUN, check=_at_least(0),
+                                     must="an integer >= 0")
     seed: int = setting(0, "Seed of every random number (data, init, sampling, training, recombination).",
                         panel=RUN, check=_at_least(0), must="an integer >= 0")
     model: str = setting("mlp", "Model: mlp, cnn, cnn-femnist, resnet20, vgg16 (`fedmr-ray models` lists them with "

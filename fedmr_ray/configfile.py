@@ -48,12 +48,29 @@ class Setting:
     panel: str
     path: bool = False  # a file or folder: made absolute
     show_default: bool = True
+    accepted: str = ""  # the values it accepts, in words, where it names a thing (shown in --help)
+
+
+def _choices() -> dict[str, str]:
+    """What the settings that name a thing accept, from the registries."""
+    from fedmr_ray.data.catalog import DATASETS, PARTITIONS
+    from fedmr_ray.models import CUSTOM, MODELS
+
+    return {"dataset": ", ".join(DATASETS), "partition": ", ".join(PARTITIONS), "model": ", ".join([*MODELS, CUSTOM])}
+
+
+def _accepted(f: Any, hint: Any) -> str:
+    """What a string setting accepts: its declaration's own words (granularity's `must`)."""
+    if hint not in (str, str | None):
+        return ""
+    return "; ".join(must for _, must in f.metadata.get("checks", ()))
 
 
 def _flags_of(cls: type, section: tuple[str, ...], panel: str, skip: Iterable[str] = ()) -> list[Setting]:
-    hints = typing.get_type_hints(cls)
+    hints, choices = typing.get_type_hints(cls), _choices()
     return [Setting(f.name, (*section, f.name), flag_of(f), hints[f.name], f.default, f.metadata["help"],
-                 f.metadata.get("panel") or panel, f.metadata.get("path", False))
+                 f.metadata.get("panel") or panel, f.metadata.get("path", False),
+                 accepted=choices.get(f.name) or _accepted(f, hints[f.name]))
             for f in fields(cls) if f.name not in skip]
 
 
@@ -68,7 +85,8 @@ def _algorithm_flags() -> list[Setting]:
         for f in fields(cls):
             settings.setdefault(f.name, []).append((name, f, hints[f.name]))
     flags = [Setting("algorithm", ("algorithm", "name"), "--algorithm", str, "fedmr",
-                  f"The algorithm: {', '.join(names)}.", "Algorithm")]
+                  "The algorithm: FedMR or one of the baselines, each with its settings below.", "Algorithm",
+                  accepted=", ".join(names))]
     for setting, owners in settings.items():
         kinds = {hint for _, _, hint in owners}
         if len(kinds) > 1:
@@ -77,7 +95,7 @@ def _algorithm_flags() -> list[Setting]:
         helps = " ".join(f"{f.metadata['help']} [default: {f.default}]" for _, f, _ in owners)
         _, first, hint = owners[0]
         flags.append(Setting(setting, ("algorithm", setting), flag_of(first), hint | None, None, helps, "Algorithm",
-                          show_default=False))
+                          show_default=False, accepted=_accepted(first, hint)))
     return flags
 
 

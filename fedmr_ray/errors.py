@@ -1,8 +1,11 @@
 """The errors a user sees: one line naming the bad value and what is accepted. A leaf: imports
-nothing of the package, so every floor can raise them."""
+nothing of the package, so every floor can raise them (and check a path that a run writes)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +73,19 @@ def show(value: Any) -> str:
 def one_line(text: object, limit: int = 300) -> str:
     """Text (an exception's message, say) on one line, for a ConfigError."""
     return " ".join(str(text).split())[:limit]
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why `path` cannot be created (None where it can): its nearest existing folder must take a new
+    entry. Tried, with a folder made and removed at once, not read off permission bits, which say
+    yes to root on /proc and on a read-only mount."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".fedmr-ray-check-", dir=parent))
+    except OSError as err:
+        return f"{parent} is not a writable directory: {err.strerror or type(err).__name__}"
+    return None

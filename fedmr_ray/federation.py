@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -19,6 +19,7 @@ from fedmr_ray.models import initial_state
 from fedmr_ray.recombine import recombine
 from fedmr_ray.rng import Stream, generator
 from fedmr_ray.setup import Setup
+from fedmr_ray.signals import held
 from fedmr_ray.train import ClientResult, TrainJob
 
 M = TypeVar("M")
@@ -44,6 +45,9 @@ class Backend(Protocol[M]):
 
     def evaluate(self, model: M) -> tuple[float, float]: ...
 
+    def evaluate_clients(self, model: M) -> np.ndarray:
+        """[2, clients]: accuracy and loss on each client's held-out split (data.client_holdout)."""
+
     def fetch(self, model: M) -> list[np.ndarray]: ...
 
     @property
@@ -58,8 +62,13 @@ class RoundRecord:
     train_loss: float  # local training loss, weighted by the clients' sample counts
     executors: int  # executors that trained in the round
     server_s: float  # seconds the server step took here (recombining refs, or combining models)
+    clients: tuple[ClientResult, ...] = ()  # the cohort's results, in the cohort's order
+    down_bytes: int = 0  # what a deployment sends the cohort: models and the server state clients read
+    up_bytes: int = 0  # what the cohort sends back: models and the client states the server combines
+    round_s: float = field(default=0.0, compare=False)  # seconds the round took here, evaluation included
     test_accuracy: float | None = None  # set on evaluated rounds
     test_loss: float | None = None
+    client_eval: dict[str, float] | None = None  # on rounds evaluated client by client: client_distribution's
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,14 @@ class Federation(Generic[M]):
         self.client_state: dict[int, dict[str, M]] = {}  # only for clients that have trained
         self.round = 0
         self.global_model: M | None = None
+        self.last_record: RoundRecord | None = None  # the record of the last round completed
+        # communication a deployment would have, per client of a round: its model down, with the
+        # server state its local rule reads (SCAFFOLD's control variate, FedGen's generator), and
+        # its model up, with each client state the server combines (shaped as the model)
+        self.model_bytes = int(sum(self.info.nbytes))
+        reads = self.algorithm.local.server_state if self.algorithm.local else ()
+        initial_server = self.algorithm.initial_server_state()
+        self.down_bytes = self.model_bytes + sum(int(e.nbytes) for name in reads for e in initial_server[name])
 
     def sample(self, round_index: int) -> np.ndarray:
         cfg = self.config
@@ -108,6 +125,7 @@ class Federation(Generic[M]):
         """One round. The federation's state changes only at the end, all at once: a round that
         is interrupted (Ctrl-C, a failure) leaves the state of the round before."""
         cfg, r, rule = self.config, self.round, self.algorithm.local
+        round_start = time.perf_counter()
         cohort = self.sample(r)
         jobs = [TrainJob(slot, int(client), r) for slot, client in enumerate(cohort)]
         before = [self.client_state.get(int(client), {}) for client in cohort]
@@ -136,25 +154,37 @@ class Federation(Generic[M]):
         if task is not None:
             heads = [[model[e] for e in task.entries] for model in trained]
             server_state[task.state] = self.backend.run(task.fn, server_state[task.state], heads, task.kwargs)
+        uploads = 1 + sum(1 for update in step.state.values() if np.any(update.after))
         record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss,
-                             self.backend.workers, time.perf_counter() - server_start)
+                             self.backend.workers, time.perf_counter() - server_start, tuple(results),
+                             len(jobs) * self.down_bytes, len(jobs) * uploads * self.model_bytes)
         global_model = None
-        if cfg.is_eval_round(r):
+        per_client = cfg.client_eval_every and ((r + 1) % cfg.client_eval_every == 0 or r + 1 == cfg.rounds)
+        if cfg.is_eval_round(r) or per_client:
             weights = self.algorithm.global_weights(sizes)
             if weights is None or (step.perms is None and not step.keep and np.array_equal(weights, step.weights)):
                 global_model = models[0]  # the server's model is the global one
             else:
                 global_model = self.backend.combine(list(zip(weights, trained)))
+        if cfg.is_eval_round(r):
             accuracy, loss = self.backend.evaluate(global_model)
             record = replace(record, test_accuracy=accuracy, test_loss=loss)
-        # the round is done: the new state, all at once
-        self.models, self.server_state = models, server_state
-        for client, state in zip(cohort, after):
-            if state:
-                self.client_state.setdefault(int(client), {}).update(state)
-        if global_model is not None:
-            self.global_model = global_model
-        self.round += 1
+        if per_client:
+            distinct = list({id(model): model for model in models}.values())  # FedMR's K
+            kept = [self.backend.evaluate_clients(model)[0] for model in distinct] if len(distinct) > 1 else []
+            record = replace(record, client_eval=client_distribution(self.backend.evaluate_clients(global_model), kept))
+        record = replace(record, round_s=time.perf_counter() - round_start)
+        # the round is done: the new state, all at once (a signal waits for it: in this process, the
+        # serial backend, a Ctrl-C must find the state of one round or of the next, never between)
+        with held():
+            self.models, self.server_state = models, server_state
+            for client, state in zip(cohort, after):
+                if state:
+                    self.client_state.setdefault(int(client), {}).update(state)
+            if global_model is not None:
+                self.global_model = global_model
+            self.last_record = record
+            self.round += 1
         return record
 
     def snapshot(self) -> Snapshot[M]:
@@ -170,11 +200,34 @@ class Federation(Generic[M]):
         self.client_state = {client: {name: put(entries) for name, entries in state.items()}
                              for client, state in snapshot.clients.items()}
 
+    def server_models(self) -> list[dict[str, np.ndarray]]:
+        """The distinct models the server holds now (FedMR's K; one where the K are copies of an average)."""
+        distinct = {id(model): model for model in self.models}.values()
+        return [dict(zip(self.names, self.backend.fetch(model), strict=True)) for model in distinct]
+
     def global_state(self) -> dict[str, np.ndarray]:
         """The last evaluated global model (the last round is always evaluated)."""
         if self.global_model is None:
             raise RuntimeError("no round has been evaluated yet")
         return dict(zip(self.names, self.backend.fetch(self.global_model), strict=True))
+
+
+def _spread(accuracy: np.ndarray, prefix: str) -> dict[str, float]:
+    """Mean, standard deviation and the mean of the worst 10% (at least one) of accuracies."""
+    values = np.sort(accuracy[~np.isnan(accuracy)])
+    worst = values[:max(1, int(np.ceil(0.1 * len(values))))]
+    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()),
+            f"{prefix}_worst10": float(worst.mean())}
+
+
+def client_distribution(global_eval: np.ndarray, server_models: Sequence[np.ndarray]) -> dict[str, float]:
+    """metrics.parquet's per-client columns: the global model's accuracy over the clients' held-out
+    splits (and their mean loss); with several server models (FedMR's K), each model's accuracy on
+    each client, over all (model, client) pairs."""
+    out = {**_spread(global_eval[0], "client_accuracy"), "client_loss_mean": float(np.nanmean(global_eval[1]))}
+    if server_models:
+        out.update(_spread(np.concatenate(server_models), "models_client_accuracy"))
+    return out
 
 
 def run_summary(setup: Setup, devices: Sequence[str], vectorised: bool) -> dict:

@@ -1,5 +1,6 @@
 """The run directory: config.json (the configuration and its provenance), partition.parquet (which
-samples each client holds), metrics.parquet (one row per evaluated round), model.pt.
+samples each client holds), metrics.parquet (one row per round: METRICS_SCHEMA), clients.parquet
+(one row per client of each round: CLIENTS_SCHEMA), model.pt.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file. A run
 directory may be a URI (s3://bucket/run, ...: storage.py): it is then worked on in a local copy,
@@ -16,28 +17,192 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedmr_ray.config import SimulationConfig
 from fedmr_ray.data.partition import COLUMNS, Partition
-from fedmr_ray.errors import SettingError
+from fedmr_ray.errors import SettingError, unwritable
 from fedmr_ray.storage import Remote, is_uri
 
 if TYPE_CHECKING:
+    from fedmr_ray.federation import RoundRecord
     from fedmr_ray.setup import Setup
 
 METRICS = "metrics.parquet"
+CLIENTS = "clients.parquet"
 CONFIG = "config.json"
 MODEL = "model.pt"
 PARTITION = "partition.parquet"
 CHECKPOINT = "checkpoint.npz"  # written by checkpoint.py
 PROVENANCE = "provenance"  # config.json's key for what is not configuration (a --config file may hold it)
+
+
+# metrics.parquet: one row per round; the test columns are null where the round was not evaluated
+METRICS_SCHEMA = pa.schema([
+    ("round", pa.int64()),  # rounds completed, 1-based
+    ("algorithm", pa.string()),
+    ("stage", pa.string()),  # what the server did: "recombine" or "average"
+    ("clients", pa.int64()),  # clients sampled (and trained) in the round
+    ("samples", pa.int64()),  # their training samples
+    ("train_loss", pa.float64()),  # their local training loss, weighted by their samples
+    ("test_accuracy", pa.float64()),  # the global model on the test set (evaluated rounds)
+    ("test_loss", pa.float64()),
+    ("down_bytes", pa.int64()),  # what a deployment sends the cohort (models, server state they read)
+    ("up_bytes", pa.int64()),  # what the cohort sends back (models, client states the server combines)
+    ("executors", pa.int64()),  # executors that trained in the round
+    ("server_s", pa.float64()),  # seconds of the server step
+    ("round_s", pa.float64()),  # seconds of the round, evaluation included
+    ("elapsed_s", pa.float64()),  # seconds since the run's first round began
+    # --client-eval-every rounds: the global model on each client's held-out split, over the
+    # clients (mean, std, mean of the worst 10%), and for FedMR each of its K models on each client
+    ("client_accuracy_mean", pa.float64()), ("client_accuracy_std", pa.float64()),
+    ("client_accuracy_worst10", pa.float64()), ("client_loss_mean", pa.float64()),
+    ("models_client_accuracy_mean", pa.float64()), ("models_client_accuracy_std", pa.float64()),
+    ("models_client_accuracy_worst10", pa.float64()),
+])
+# clients.parquet: one row per (round, client): who trained what, where, how long
+CLIENTS_SCHEMA = pa.schema([
+    ("round", pa.int64()), ("client_id", pa.int64()), ("samples", pa.int64()), ("steps", pa.int64()),
+    ("train_loss", pa.float64()),  # mean cross-entropy over its local steps
+    ("train_s", pa.float64()),  # wall seconds of its training (shared with others where vectorised)
+    ("executor", pa.string()),  # which executor trained it ("serial" without Ray)
+])
+
+
+def metrics_row(record: RoundRecord, algorithm: str, elapsed: float) -> dict[str, Any]:
+    """A round's row of metrics.parquet (every column; None where the round has no value)."""
+    return {
+        **dict.fromkeys(METRICS_SCHEMA.names), "round": record.round, "algorithm": algorithm, "stage": record.stage, "clients": len(record.clients),
+        "samples": sum(result.num_samples for result in record.clients), "train_loss": record.train_loss,
+        "test_accuracy": record.test_accuracy, "test_loss": record.test_loss, "down_bytes": record.down_bytes,
+        "up_bytes": record.up_bytes, "executors": record.executors, "server_s": record.server_s,
+        "round_s": record.round_s, "elapsed_s": elapsed, **(record.client_eval or {}),
+    }
+
+
+def evaluated(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the rounds whose global model was evaluated."""
+    return [row for row in rows if row.get("test_accuracy") is not None]
+
+
+class ClientLog:
+    """The rows of clients.parquet, column by column."""
+
+    def __init__(self, table: pa.Table | None = None):
+        self.columns: dict[str, list] = {name: [] for name in CLIENTS_SCHEMA.names}
+        if table is not None:
+            for name in self.columns:
+                self.columns[name] = table.column(name).to_pylist()
+
+    def add(self, record: RoundRecord) -> None:
+        for result in record.clients:
+            for name, value in zip(CLIENTS_SCHEMA.names, (record.round, result.client, result.num_samples,
+                                                          result.steps, result.loss, result.seconds, result.executor)):
+                self.columns[name].append(value)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.columns, schema=CLIENTS_SCHEMA)
+
+    @classmethod
+    def read(cls, run_dir: Path, up_to_round: int) -> ClientLog:
+        """The rows a run directory holds up to a round (those after it are a later, lost part of
+        the run); none where it has no clients.parquet."""
+        path = Path(run_dir) / CLIENTS
+        if not path.is_file():
+            return cls()
+        table = pq.read_table(path, use_threads=False)
+        return cls(table.filter(pc.less_equal(table.column("round"), up_to_round)))
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """What `simulate` returns: the run's metrics and models. It is also the sequence of its rows
+    (`result[-1]`, `for row in result`), one dict per round as in metrics.parquet.
+
+    >>> result = simulate(config)
+    >>> result.final["test_accuracy"], result.metrics.to_pandas(), result.model()
+    """
+
+    config: SimulationConfig
+    rows: list[dict[str, Any]]  # one per round, as in metrics.parquet
+    clients: pa.Table  # one row per client of each round, as clients.parquet
+    run_dir: str | None  # where it was written (None without config.output)
+    global_state: dict[str, np.ndarray] | None = None  # the final global model's entries
+    server_states: list[dict[str, np.ndarray]] | None = None  # the server's final models (keep_models=True)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @property
+    def metrics(self) -> pa.Table:
+        """metrics.parquet's table (METRICS_SCHEMA)."""
+        return pa.Table.from_pylist(self.rows, schema=METRICS_SCHEMA)
+
+    def to_pandas(self):
+        """The metrics as a pandas DataFrame (pandas must be installed)."""
+        return self.metrics.to_pandas()
+
+    @property
+    def evaluated(self) -> list[dict[str, Any]]:
+        """The rows of the evaluated rounds (every eval_every rounds and the last)."""
+        return evaluated(self.rows)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last evaluated round's row."""
+        return self.evaluated[-1]
+
+    def model(self):
+        """The final global model as a torch nn.Module (from model.pt where the run ended before)."""
+        if self.global_state is not None:
+            return build_module(self.config, self.global_state)
+        if self.run_dir is None:
+            raise ValueError("this result holds no model: the run wrote no run directory")
+        return load_model(self.run_dir)
+
+    def models(self):
+        """The server's final models as nn.Modules: FedMR's K, one for the averaging algorithms;
+        `simulate(..., keep_models=True)` keeps them."""
+        if self.server_states is None:
+            raise ValueError("the server's models were not kept: run simulate(..., keep_models=True)")
+        return [build_module(self.config, state) for state in self.server_states]
+
+
+def build_module(config: SimulationConfig, state: dict[str, Any]):
+    """The configuration's model (an nn.Module) holding these entries (arrays or tensors)."""
+    import torch
+
+    from fedmr_ray.data.catalog import dataset_spec
+    from fedmr_ray.models import ModelSpec
+
+    dataset = dataset_spec(config.data.dataset)
+    module = ModelSpec(config.model, dataset.num_classes, dataset.input_shape).build()
+    module.load_state_dict({name: torch.as_tensor(np.asarray(value)) for name, value in state.items()})
+    return module.eval()
+
+
+def load_model(run_dir: str | Path):
+    """A run directory's final global model (model.pt) as the nn.Module it was trained as."""
+    import io
+
+    import torch
+
+    state = torch.load(io.BytesIO(read_file(run_dir, MODEL)), weights_only=True)
+    return build_module(read_config(run_dir), state)
 
 
 def _atomic(path: Path, write) -> None:
@@ -55,13 +220,10 @@ def check_output_dir(output: str) -> None:
     if path.exists():
         _require(path.is_dir(), output, "exists and is not a directory")
         _require(not any(path.iterdir()), output, "directory is not empty; choose a new path or remove it")
-        _require(os.access(path, os.W_OK), output, "directory is not writable")
-        return
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    _require(parent.is_dir() and os.access(parent, os.W_OK), output,
-             f"cannot create it ({parent} is not a writable directory)")
+    # tried inside it where it exists, else in its nearest existing parent (a write, not permission bits,
+    # which say yes to root on /proc)
+    problem = unwritable(path / "run")
+    _require(problem is None, output, f"cannot {'write in' if path.exists() else 'create'} it ({problem})")
 
 
 def _require(ok: bool, output: str, problem: str) -> None:
@@ -143,6 +305,11 @@ class RunDirectory:
         rows = self.metrics()
         return bool(rows) and rows[-1]["round"] == rounds and (self.path / MODEL).is_file()
 
+    def result(self, config: SimulationConfig) -> SimulationResult:
+        """The result of the finished run it holds (its model read from model.pt when asked for)."""
+        return SimulationResult(config, self.metrics(), read_clients(self.path) if (self.path / CLIENTS).is_file()
+                                else ClientLog().table(), self.where)
+
     def has_checkpoint(self) -> bool:
         return (self.path / CHECKPOINT).is_file()
 
@@ -150,7 +317,7 @@ class RunDirectory:
         """Remove what a run wrote here (a start that never reached a checkpoint: all of it is
         recomputed); anything else stays."""
         for path in self.path.iterdir() if self.path.is_dir() else ():
-            if path.name in (CONFIG, METRICS, PARTITION, MODEL, CHECKPOINT) or path.name.startswith("."):
+            if path.name in (CONFIG, METRICS, CLIENTS, PARTITION, MODEL, CHECKPOINT) or path.name.startswith("."):
                 path.unlink()
                 if self.remote is not None and not path.name.startswith("."):
                     self.remote.delete(path.name)
@@ -182,8 +349,13 @@ class RunDirectory:
         table = pa.table(dict(zip(COLUMNS, (partition.client_ids(), partition.sample_index()))))
         self._write(PARTITION, lambda p: pq.write_table(table, p))
 
-    def write_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._write(METRICS, lambda p: pq.write_table(pa.Table.from_pylist(list(rows)), p))
+    def write_metrics(self, rows: Sequence[dict[str, Any]], clients: ClientLog | None = None) -> None:
+        """metrics.parquet, and clients.parquet where `clients` is given (written first: it holds
+        at least the rounds metrics.parquet holds)."""
+        if clients is not None:
+            table = clients.table()
+            self._write(CLIENTS, lambda p: pq.write_table(table, p))
+        self._write(METRICS, lambda p: pq.write_table(pa.Table.from_pylist(list(rows), schema=METRICS_SCHEMA), p))
 
     def save_model(self, state: dict[str, np.ndarray]) -> None:
         import torch
@@ -206,8 +378,17 @@ def read_config(run_dir: str | Path) -> SimulationConfig:
     return SimulationConfig.from_dict(raw)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+def _read_table(run_dir: str | Path, name: str) -> pa.Table:
     # One thread: pyarrow 26's threaded read of a buffer aborted the process at exit about one time
     # in eight ("terminate called without an active exception", exit 134), after the work was done.
-    table = pq.read_table(pa.BufferReader(read_file(run_dir, METRICS)), use_threads=False)
-    return table.to_pylist()
+    return pq.read_table(pa.BufferReader(read_file(run_dir, name)), use_threads=False)
+
+
+def read_clients(run_dir: str | Path) -> pa.Table:
+    """A run directory's clients.parquet: one row per client of each round (CLIENTS_SCHEMA)."""
+    return _read_table(run_dir, CLIENTS)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run directory's metrics.parquet, one dict per round (METRICS_SCHEMA)."""
+    return _read_table(run_dir, METRICS).to_pylist()

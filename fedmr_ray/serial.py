@@ -47,6 +47,9 @@ class SerialBackend:
     def evaluate(self, model: Model) -> tuple[float, float]:
         return self.trainer.evaluate(model)
 
+    def evaluate_clients(self, model: Model) -> np.ndarray:
+        return self.trainer.evaluate_clients(model)
+
     def fetch(self, model: Model) -> Model:
         return list(model)
 
@@ -83,7 +86,10 @@ class SerialRun:
         return self.federation.step()
 
     def complete(self):
-        return None  # an interrupted step was abandoned: the federation is at the round before
+        """The record of the last round completed: an interrupted step was abandoned (the
+        federation is at the round before) or had just completed (its record may not have been
+        noted)."""
+        return self.federation.last_record
 
     def snapshot(self):
         return self.federation.snapshot()
@@ -93,3 +99,6 @@ class SerialRun:
 
     def global_state(self):
         return self.federation.global_state()
+
+    def server_models(self):
+        return self.federation.server_models()

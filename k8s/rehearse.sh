@@ -16,7 +16,7 @@
 # Environment: DATA (a folder of Fashion-MNIST IDX files; default /usr/share/datasets/fashion-mnist),
 # ROUNDS (default 60), CLIENTS (default 20), WORKERS (worker nodes, default 2), CPUS (per worker, 1).
 # Needs: fedmr-ray with its test extra (moto[server], ray[default]) in the Python on PATH.
-set -euo pipefail
+set -Eeuo pipefail
 
 WORK=${1:-$(mktemp -d -t fedmr-rehearsal-XXXXXX)}
 mkdir -p "$WORK"
@@ -33,6 +33,7 @@ export RAY_AUTH_MODE=disabled  # a local cluster without token authentication
 export RAY_JOB_STOP_WAIT_TIME_S=30
 
 say() { printf 'rehearse: [%3d s] %s\n' "$SECONDS" "$*"; }
+trap 'say "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR  # set -e exits quietly otherwise
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 S3_PORT=$(free_port); GCS_PORT=$(free_port); DASHBOARD_PORT=$(free_port)
 DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT
@@ -97,7 +98,14 @@ say "entrypoint: $ENTRYPOINT"
 
 # --- 4, 5. submit, follow, stop ---------------------------------------------------------------------
 submit() {  # as KubeRay's submitter: the entrypoint after --, read by a shell
-  eval "ray job submit --address $DASHBOARD --submission-id $1 --no-wait -- $ENTRYPOINT" > "$WORK/submit-$1.log" 2>&1
+  # the Jobs API answers some time after `ray start` returns (its agent starts on its own; under
+  # load, tens of seconds): wait for it, as KubeRay's submitter waits for the dashboard
+  for _ in $(seq 120); do
+    ray job list --address "$DASHBOARD" > "$WORK/jobs-api.log" 2>&1 && break
+    sleep 1
+  done
+  eval "ray job submit --address $DASHBOARD --submission-id $1 --no-wait -- $ENTRYPOINT" > "$WORK/submit-$1.log" 2>&1 \
+    || { say "ray job submit $1 failed:"; tail -20 "$WORK/submit-$1.log"; return 1; }
 }
 status() {  # what `ray job status` says: succeeded, was stopped, failed, or "... RUNNING" (PENDING, ...)
   ray job status --address "$DASHBOARD" "$1" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' \
@@ -155,7 +163,7 @@ fedmr-ray simulate --serial --quiet "${SETTINGS[@]}" --data-dir "$DATA" --output
 "$PYTHON" - "$WORK/uninterrupted" <<'EOF'
 import sys
 from fedmr_ray.results import read_config, read_metrics
-runtime = ("elapsed_s", "executors", "server_s")
+runtime = ("elapsed_s", "executors", "server_s", "round_s")
 strip = lambda rows: [{k: v for k, v in row.items() if k not in runtime} for row in rows]
 retried, alone = read_metrics("s3://results/runs/rehearsal"), read_metrics(sys.argv[1])
 resumed = __import__("json").loads(__import__("fedmr_ray.results", fromlist=["read_file"]).read_file(

@@ -22,6 +22,12 @@ BAD = [
     (["--cpus-per-actor", "0"], "--cpus-per-actor 0.0"),
     (["--clients", "many"], "Invalid value for '--clients'"),
     (["--no-such-flag"], "No such option: --no-such-flag"),
+    (["--clients", "1000000000000"], "--clients 1000000000000: needs about"),
+    (["--clients", str(2**80)], f"--clients {2**80}: needs about"),
+    (["--clients", "1000000", "--partition", "dirichlet"], "(its synthetic samples and bookkeeping"),
+    (["--client-eval-every", "-1"], "--client-eval-every -1: must be an integer >= 0"),
+    (["--tensorboard", "/proc/fedmr/tb"], "--tensorboard /proc/fedmr/tb: cannot create it (/proc is not a writable"),
+    (["--tensorboard", "tb", "--seeds", "0,1"], "--tensorboard tb: not with --seeds"),
 ]
 
 
@@ -78,3 +84,53 @@ def test_an_address_that_cannot_serve_is_one_line_within_the_timeout(monkeypatch
                                                     "--output", str(tmp_path / "run")])
     assert code == 2 and captured.err.startswith(f"fedmr-ray: error: {message}")
     assert captured.err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_population_that_cannot_fit_is_refused_before_anything_is_built(monkeypatch, capsys, tmp_path):
+    import fedmr_ray.setup as setup
+
+    def built(config):
+        raise AssertionError(f"{config.clients} clients built before the refusal")
+
+    monkeypatch.setattr(setup, "load", built)
+    monkeypatch.setattr(setup, "memory_bytes", lambda: 24 * 2**30)
+    code, captured = run_main(monkeypatch, capsys, ["--clients", "1000000000000", "--output", str(tmp_path / "run")])
+    assert code == 2 and captured.err.count("\n") == 1
+    assert "more than this machine's 24.0 GiB; at most about 25,165,824 clients fit here" in captured.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_million_clients_fit_in_24_gib_and_setup_says_it_is_preparing_them(monkeypatch, capsys):
+    from fedmr_ray.config import SimulationConfig
+    import fedmr_ray.setup as setup
+
+    monkeypatch.setattr(setup, "memory_bytes", lambda: 24 * 2**30)
+    setup.check(SimulationConfig(clients=1_000_000, fraction=0.01))  # the synthetic data made client by client
+    monkeypatch.setattr(setup, "LARGE_POPULATION", 20)
+    setup.prepare(SimulationConfig(clients=20, fraction=0.5))
+    assert capsys.readouterr().err == "fedmr-ray: preparing 20 clients ...\n"
+
+
+@pytest.mark.parametrize("command", ["simulate", "partition"])
+def test_output_under_proc_is_refused_before_anything_is_made(monkeypatch, capsys, command):
+    # permission bits let root write in /proc, where no folder can be made
+    monkeypatch.setattr(sys, "argv", ["fedmr-ray", command, "--clients", "10", "--output", "/proc/fedmr-ray/run"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("fedmr-ray: error: --output /proc/fedmr-ray/run: cannot create it (/proc is not a writable")
+
+
+def test_more_clients_than_samples_is_the_one_line_of_its_error(monkeypatch, capsys, tmp_path):
+    from datafiles import write_idx
+    import fedmr_ray.setup as setup
+
+    write_idx(tmp_path / "d", n_train=40)
+    monkeypatch.setattr(setup, "LARGE_POPULATION", 10)  # a population large enough to say it is being prepared
+    code, captured = run_main(monkeypatch, capsys, [
+        "--dataset", "mnist", "--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache"),
+        "--partition", "iid", "--clients", "50", "--output", str(tmp_path / "run")])
+    assert code == 2 and captured.err == ("fedmr-ray: error: --partition iid: 50 clients need at least 50 training "
+                                          "samples, mnist has 40\n")
+    assert not (tmp_path / "run").exists()

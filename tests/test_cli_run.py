@@ -32,7 +32,10 @@ def test_simulate_writes_a_run_directory_that_holds_up(ray_local, tmp_path, monk
     assert origin["command"][1:3] == ["simulate", "--clients"] and origin["torch"] == torch.__version__
     assert origin["python"] == platform.python_version() and origin["ray"] and origin["fedmr_ray"]
 
-    rows = read_metrics(out)
+    every = read_metrics(out)
+    assert [row["round"] for row in every] == list(range(1, 9))  # a row per round, the test columns where evaluated
+    assert all(row["clients"] == 10 and row["down_bytes"] == row["up_bytes"] > 0 for row in every)
+    rows = [row for row in every if row["test_accuracy"] is not None]
     assert [row["round"] for row in rows] == [4, 8]
     assert {row["algorithm"] for row in rows} == {"fedmr"}
     assert {row["stage"] for row in rows} == {"recombine"}
@@ -68,7 +71,7 @@ def test_logs_get_a_line_per_evaluation_and_one_every_so_often(tmp_path, monkeyp
         events = [json.loads(line) for line in err]
         assert [e["event"] for e in events] == ["setup", "round", "round", "round", "round"]
         assert [e["round"] for e in events[1:]] == [1, 2, 3, 4] and events[1]["test_accuracy"] is None
-        assert events[2]["test_accuracy"] == read_metrics(tmp_path / "run")[0]["test_accuracy"]
+        assert events[2]["test_accuracy"] == read_metrics(tmp_path / "run")[1]["test_accuracy"]
         assert events[4]["eta_s"] == 0.0
     else:
         assert err[0].startswith("fedmr-ray: fedmr: 10 clients, 1 per round")

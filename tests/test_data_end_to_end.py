@@ -31,7 +31,7 @@ def test_fedmr_on_femnist_writers_through_ray(ray_local, tmp_path):
     # from about ln(62) (an untrained model over 62 classes) the test loss falls
     losses = [row["test_loss"] for row in history]
     assert losses[1] < losses[0] < math.log(62) + 0.1, losses
-    assert read_metrics(tmp_path / "run") == history
+    assert read_metrics(tmp_path / "run") == history.rows
 
     # the run saved the partition it trained on: the first four writers, whole
     data = load_dataset(config)

@@ -130,6 +130,9 @@ def not_a_module(num_classes, input_shape):
 
 def wrong_width(num_classes, input_shape):
     return nn.Linear(61, num_classes)
+
+def bare_linear(num_classes, input_shape):
+    return nn.Linear(math.prod(input_shape), num_classes)
 '''
 
 
@@ -147,6 +150,13 @@ def test_custom_factory_builds_and_validates(custom_module):
     cfg = check(SimulationConfig(clients=5, model=f"{custom_module}:tiny"))
     spec = ModelSpec(cfg.model, 10, (60,))
     assert parameter_count(spec) == 610 and spec.build()(torch.zeros(4, 60)).shape == (4, 10)
+
+
+def test_a_bare_linear_layer_is_a_model_whose_head_is_itself(custom_module):
+    from fedmr_ray.models.info import model_info
+
+    info = model_info(ModelSpec(f"{custom_module}:bare_linear", 10, (60,)))
+    assert info.head == "" and info.head_entries == (0, 1) and info.names == ("weight", "bias")
 
 
 @pytest.mark.parametrize(("factory", "message"), [

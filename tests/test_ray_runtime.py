@@ -13,9 +13,11 @@ from fedmr_ray import AlgorithmConfig, RuntimeConfig, SimulationConfig, TrainCon
 from fedmr_ray.config import ConfigError
 from fedmr_ray.runtime.coordinator import plan_executors
 from fedmr_ray.setup import prepare
-from runs import results
+from runs import client_results, results
 
-SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, train=TrainConfig(local_epochs=1))
+# client-by-client evaluation on too: its numbers must agree across backends as well
+SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, client_eval_every=2,
+                         train=TrainConfig(local_epochs=1))
 
 
 @pytest.mark.parametrize("algorithm", ["fedmr", "fedavg"])
@@ -32,6 +34,8 @@ def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorit
         torch.set_num_threads(threads)
     assert [row["round"] for row in one] == [1, 2, 3]
     assert results(one) == results(two) == results(serial)
+    assert client_results(one.clients) == client_results(two.clients) == client_results(serial.clients)
+    assert set(two.clients.column("executor").to_pylist()) <= {"executor-0", "executor-1"}
     stages = {row["stage"] for row in one}
     assert stages == ({"recombine"} if algorithm == "fedmr" else {"average"})
 

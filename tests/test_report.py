@@ -76,3 +76,67 @@ def test_reading_metrics_leaves_a_process_that_exits_cleanly(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
             for _ in range(20)]
     assert [(run.returncode, run.stderr[-300:]) for run in runs] == [(0, "")] * 20
+
+
+def test_rounds_without_an_evaluation_are_left_out_of_the_table_and_curves(tmp_path, monkeypatch, capsys):
+    # metrics.parquet as a run that evaluates every 10th round writes it: a row per round, the test
+    # columns null (or NaN) on the others
+    import math
+
+    from fedmr_ray.report import load_runs, runs_figure
+
+    run = tmp_path / "a"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"algorithm": {"name": "fedmr"}}))
+    rows = [{"round": r, "algorithm": "fedmr", "train_loss": 1.0 / r,
+             "test_accuracy": r / 40 if r % 10 == 0 else (math.nan if r == 25 else None),
+             "test_loss": 2.0 - r / 40 if r % 10 == 0 else None} for r in range(1, 31)]
+    RunDirectory(run).write_metrics(rows)
+    code, out = run_report(monkeypatch, capsys, run, "--output", tmp_path / "fig.png", "--target", "0.5")
+    assert code == 0, out.err
+    row = next(line for line in out.out.splitlines() if line.startswith("| a "))
+    # rounds, final, best (round), the mean of the last 5 evaluations (only 3), rounds to 0.5
+    assert [cell.strip() for cell in row.split("|")[3:-1]] == ["30", "0.7500", "0.7500 (30)", "0.5000", "20"]
+    figure = runs_figure(load_runs([run]), "a")
+    for axis in figure.axes:
+        assert [list(line.get_xdata()) for line in axis.get_lines()] == [[10, 20, 30]]
+
+
+def test_the_figure_has_whole_rounds_and_its_legend_beside_the_curves(tmp_path):
+    from fedmr_ray.report import load_runs, runs_figure
+
+    runs = load_runs([make_run(tmp_path / name, name, [0.5, 0.6]) for name in ("fedmr", "fedavg", "moon")])
+    figure = runs_figure(runs, "t")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = next(axis.get_legend() for axis in figure.axes if axis.get_legend() is not None)
+    for axis in figure.axes:
+        ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick <= axis.get_xlim()[1]]
+        assert ticks and all(tick == int(tick) for tick in ticks), ticks
+        assert not axis.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer))
+
+
+@pytest.mark.parametrize(("name", "magic"), [("cmp.pdf", b"%PDF"), ("cmp.svg", b"<?xml"), ("cmp.png", b"\x89PNG")])
+def test_the_figure_is_written_in_the_format_its_suffix_names(tmp_path, monkeypatch, capsys, name, magic):
+    run = make_run(tmp_path / "a", "fedmr", [0.5, 0.6])
+    code, out = run_report(monkeypatch, capsys, run, "--output", tmp_path / name)
+    assert code == 0, out.err
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "a", "fedmr", [0.5, 0.6])
+    afile = tmp_path / "afile"
+    afile.write_text("a file")
+    (tmp_path / "cmp.png").write_bytes(b"an earlier figure")
+    for args, message in [
+        (["--output", afile / "x.png"], f"--output {afile / 'x.png'}: cannot write it ({afile} is not a directory)"),
+        (["--output", tmp_path / "cmp.png", "--table", afile / "t.md"],
+         f"--table {afile / 't.md'}: cannot write it ({afile} is not a directory)"),
+        (["--output", tmp_path / "cmp.jpgx"], "a figure's suffix names its format; accepted: .png, .pdf, .svg"),
+        (["--output", tmp_path / "a.png", "--table", tmp_path / "a"], f"--table {tmp_path / 'a'}: cannot write it"),
+    ]:
+        code, out = run_report(monkeypatch, capsys, run, *args)
+        assert code == 2 and out.err.count("\n") == 1 and message in out.err, out.err
+    assert (tmp_path / "cmp.png").read_bytes() == b"an earlier figure"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "afile", "cmp.png"]

@@ -39,7 +39,7 @@ def test_data_from_s3_and_results_to_s3_are_those_of_local_files(s3_server, data
     uri = "s3://runs/a"
     remote = simulate(with_(BASE, data=fmnist("s3://data/fmnist", tmp_path / "c2"), output=uri), serial=True)
     assert results(remote) == results(local)
-    assert s3_server.names(uri) == ["config.json", "metrics.parquet", "model.pt", "partition.parquet"]
+    assert s3_server.names(uri) == ["clients.parquet", "config.json", "metrics.parquet", "model.pt", "partition.parquet"]
     assert results(read_metrics(uri)) == results(read_metrics(tmp_path / "run"))
     assert read_config(uri).data.data_dir == "s3://data/fmnist"
     assert [p.name for p in (tmp_path / "c2").iterdir() if p.name.startswith("remote-")]  # copied once, cached

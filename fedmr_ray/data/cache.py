@@ -2,7 +2,8 @@
 
 An entry is a folder `<cache>/<dataset>-<key>/` whose key hashes the source files' paths, sizes and
 modification times: a changed file makes a new entry. Entries are written to a temporary folder
-and renamed, so a reader never sees half of one. Pixels are kept as stored (uint8 where they are
+and renamed, so a reader never sees half of one; an entry damaged since (a file truncated, say)
+is noticed when read, and decoded and written again. Pixels are kept as stored (uint8 where they are
 whole 1/255 steps: a quarter of float32's size); the images are read back memory-mapped.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fedmr_ray.data.sources import Decoded, Source, decode
+from fedmr_ray.errors import one_line
 from fedmr_ray.storage import Remote, StorageError
 
 FORMAT_VERSION = 1
@@ -77,7 +79,12 @@ def load_cached(source: Source, cache_dir: str | None) -> Decoded:
     """The decoded dataset: from the cache when there, else decoded and cached."""
     entry = entry_dir(source, cache_dir)
     if (entry / "meta.json").is_file():
-        return read_entry(entry)
+        try:
+            return read_entry(entry)
+        except (OSError, ValueError, EOFError) as err:  # what numpy raises for a truncated or garbled .npy
+            print(f"fedmr-ray: warning: the cached {source.spec.name} in {entry} is damaged ({one_line(err)}); "
+                  "decoding it again", file=sys.stderr)
+            shutil.rmtree(entry, ignore_errors=True)
     decoded = decode(source)
     try:
         write_entry(entry, decoded, source)

@@ -32,6 +32,12 @@ class FederatedDataset:
     num_classes: int
     client_index: np.ndarray | None = None
     make_client: ClientMaker | None = None
+    # where each client has test samples of its own (synthetic's held-out 10%): client c's are
+    # x_test[client_test_offsets[c]:client_test_offsets[c + 1]]
+    client_test_offsets: np.ndarray | None = None
+    # each client's held-out split for per-client evaluation (holdout.py): client c's are the rows
+    # client_holdout[1][client_holdout[0][c]:client_holdout[0][c + 1]] of x_test / y_test
+    client_holdout: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def train_samples(self) -> int:

@@ -1,5 +1,5 @@
 """A partition at a glance: a compact table of client sizes and label counts, and a heatmap
-(clients x classes) as a PNG."""
+(clients x classes) beside the clients' sizes as a PNG."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def client_table(counts: np.ndarray, max_rows: int) -> list[str]:
     return lines
 
 
-def write_heatmap(counts: np.ndarray, path: Path, title: str) -> None:
-    """Clients (rows) x classes (columns), each cell the share of the client's samples in that class."""
+def heatmap_figure(counts: np.ndarray, title: str):
+    """Clients (rows) x classes (columns), each cell the share of the client's samples in that class;
+    beside it, on the same rows, a bar of each client's samples."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,17 +58,28 @@ def write_heatmap(counts: np.ndarray, path: Path, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     clients, classes = counts.shape
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    sizes = counts.sum(axis=1)
+    shares = counts / np.maximum(sizes[:, None], 1)
     height = min(12.0, 2.0 + 0.12 * clients)
     width = min(16.0, 3.0 + 0.3 * classes)
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig, (ax, bars) = plt.subplots(1, 2, sharey=True, figsize=(width + 2.5, height), layout="constrained",
+                                   gridspec_kw={"width_ratios": [width, 2.5]})
     image = ax.imshow(shares, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("class")
     ax.set_ylabel("client")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="share of the client's samples")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    bars.barh(np.arange(clients), sizes, height=0.8, color="gray")
+    bars.set_xlabel("samples")
+    bars.grid(axis="x", alpha=0.3)
+    ax.set_ylim(clients - 0.5, -0.5)  # client 0 at the top, in both panels
+    fig.colorbar(image, ax=[ax, bars], label="share of the client's samples", fraction=0.04, aspect=40)
+    return fig
+
+
+def write_heatmap(counts: np.ndarray, path: Path, title: str) -> None:
+    """heatmap_figure as a PNG."""
+    from fedmr_ray.report import save_figure
+
+    save_figure(heatmap_figure(counts, title), path)

@@ -79,6 +79,9 @@ def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: f
         client_offsets=np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64),
         num_classes=NUM_CLASSES,
         make_client=SyntheticClients(seed, alpha, beta),
+        # every client's held-out samples, in order, where the test set holds all of them
+        client_test_offsets=np.concatenate([[0], np.cumsum(held_out)]).astype(np.int64)
+        if len(testers) == num_clients else None,
     )
 
 

@@ -46,6 +46,6 @@ def model_info(spec: ModelSpec) -> ModelInfo:
         dtypes=tuple(np.dtype(str(t.dtype).removeprefix("torch.")) for t in state.values()),
         is_param=tuple(name in params for name in names),
         head=head,
-        head_entries=tuple(names.index(f"{head}.{p}") for p, _ in layer.named_parameters()),
+        head_entries=tuple(names.index(f"{head}.{p}" if head else p) for p, _ in layer.named_parameters()),
         representation_dim=layer.in_features,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -59,6 +60,8 @@ class Coordinator:
         setup = ray.get(ref)  # its arrays read in place from the object store
         cfg, rt, local = setup.config, runtime, setup.algorithm.local
 
+        started = itertools.count()  # executors started: each one's name
+
         def start_executor():
             # An executor holds nothing a call cannot rebuild, and a call gives the same result on
             # any executor: the pool retries the calls of one that dies on another (max_restarts=0:
@@ -66,7 +69,7 @@ class Coordinator:
             # find room in a cluster that shrank).
             placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if group is not None else {}
             return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0,
-                                    **placed).remote(ref, rt.threads, rt.gpus_per_actor > 0)
+                                    **placed).remote(ref, rt.threads, rt.gpus_per_actor > 0, f"executor-{next(started)}")
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
@@ -84,6 +87,9 @@ class Coordinator:
     def step(self) -> RoundRecord:
         return self.federation.step()
 
+    def last_record(self) -> RoundRecord | None:
+        return self.federation.last_record
+
     def traffic(self) -> dict[str, int]:
         """Of the objects the last round's training returned: those whose bytes passed through
         this process (returned inline) and those left in the object store (benchmarks)."""
@@ -100,3 +106,6 @@ class Coordinator:
 
     def global_state(self) -> dict[str, np.ndarray]:
         return self.federation.global_state()
+
+    def server_models(self) -> list[dict[str, np.ndarray]]:
+        return self.federation.server_models()

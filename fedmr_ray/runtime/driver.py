@@ -98,9 +98,12 @@ class RayRun:
         return record
 
     def complete(self) -> RoundRecord | None:
-        """The record of the round that was running when step() was interrupted."""
+        """After step() was interrupted: the round that was running finishes; the record of the
+        last round completed (which may not have been noted yet)."""
         pending, self._pending = self._pending, None
-        return ray.get(pending) if pending is not None else None
+        if pending is not None:
+            ray.get(pending)
+        return ray.get(self.coordinator.last_record.remote())
 
     def snapshot(self) -> Snapshot:
         """The federation's state, its entries fetched here (for a checkpoint)."""
@@ -112,6 +115,9 @@ class RayRun:
 
     def global_state(self):
         return ray.get(self.coordinator.global_state.remote())
+
+    def server_models(self):
+        return ray.get(self.coordinator.server_models.remote())
 
 
 def _map_entries(snapshot: Snapshot, fn) -> Snapshot:

@@ -24,14 +24,16 @@ QUIET = ray.method(enable_task_events=False)
 
 @ray.remote
 class Executor:
-    def __init__(self, setup: Setup, threads: int, use_gpu: bool):
-        """`setup`: the run's Setup, its arrays read in place from the object store."""
+    def __init__(self, setup: Setup, threads: int, use_gpu: bool, name: str = "executor"):
+        """`setup`: the run's Setup, its arrays read in place from the object store; `name`: how its
+        clients' results (clients.parquet) name it."""
         # intra-op threads follow the CPUs the actor holds: more would fight the other executors
         torch.set_num_threads(threads)
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         config = setup.config
         self.trainer = ClientTrainer(setup.spec, setup.data, config.train, config.seed, device, setup.algorithm.local,
                                      config.data.augment)
+        self.trainer.name = name
 
     def describe(self) -> tuple[str, bool, tuple[float, float]]:
         """(the device it trains on, whether it trains several clients at once, its step's cost:
@@ -84,8 +86,10 @@ class Executor:
              ) -> tuple[Any, bool]:
         return fn(_split(pick(where, objects), lengths), **kwargs), True
 
-    def evaluate(self, where: Where, *objects) -> tuple[tuple[float, float], bool]:
-        return self.trainer.evaluate(pick(where, objects)), True
+    def evaluate(self, where: Where, *objects, per_client: bool = False) -> tuple[Any, bool]:
+        """(accuracy, loss) on the test set; per client, [2, clients] on their held-out splits."""
+        entries = pick(where, objects)
+        return (self.trainer.evaluate_clients(entries) if per_client else self.trainer.evaluate(entries)), True
 
 
 def _split(flat, lengths: list[int]) -> list[list[np.ndarray]]:

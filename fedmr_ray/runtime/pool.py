@@ -286,6 +286,10 @@ class ExecutorPool:
         return ray.get(self._settle(self._checked(
             lambda ex: ex.evaluate.options(num_returns=2).remote(*as_args(model))))[0][0])
 
+    def evaluate_clients(self, model: Model) -> np.ndarray:
+        return ray.get(self._settle(self._checked(
+            lambda ex: ex.evaluate.options(num_returns=2).remote(*as_args(model), per_client=True)))[0][0])
+
     def _bounded(self, submits: Sequence[Callable[[ActorHandle], list[ray.ObjectRef]]]
                  ) -> list[tuple[list[ray.ObjectRef], Any]]:
         """Run the calls, at most IN_FLIGHT_PER_EXECUTOR per executor at once; each one's result

@@ -9,6 +9,7 @@ buffers, no dropout).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -50,10 +51,12 @@ class Lanes:
         totals = torch.zeros(width, device=device)
         client = [0] * width  # the job each lane trains
         step = [0] * width  # its next step
+        started = [0.0] * len(jobs)  # when each job's training began
         out: list = [None] * len(jobs)
 
         def start(lane: int) -> None:
             client[lane], step[lane] = queue.popleft(), 0
+            started[client[lane]] = time.perf_counter()
             with torch.no_grad():
                 for p, b, entry in zip(stacked, buffers, models[client[lane]]):
                     p[lane].copy_(as_tensor(entry, device))
@@ -63,7 +66,7 @@ class Lanes:
         def finish(lane: int) -> None:
             i = client[lane]
             out[i] = Trained([p[lane].cpu().numpy().copy() for p in stacked],
-                             trainer.result(jobs[i], totals[lane], len(plans[i]), len(rows[i])))
+                             trainer.result(jobs[i], totals[lane], len(plans[i]), len(rows[i]), started[i]))
 
         def move(source: int, lane: int) -> None:
             client[lane], step[lane] = client[source], step[source]

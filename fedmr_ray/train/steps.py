@@ -28,6 +28,12 @@ class ClientResult:
     client: int
     num_samples: int
     loss: float  # mean cross-entropy over the local steps (an algorithm's extra terms excluded)
+    steps: int = 0  # local SGD steps
+    # how it ran, not what it computed (left out of comparisons): wall time from its first step to
+    # its last (shared with others where vectorised), and who trained it (an executor's name on
+    # Ray, "serial" in the serial backend)
+    seconds: float = field(default=0.0, compare=False)
+    executor: str = field(default="", compare=False)
 
 
 @dataclass

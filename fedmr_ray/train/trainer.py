@@ -10,6 +10,7 @@ once are lanes.py's, the test set evaluate.py's, the timing of a step timing.py'
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from fedmr_ray.models import ModelSpec
 from fedmr_ray.models.info import model_info
 from fedmr_ray.models.maxpool import use_fast_pools
 from fedmr_ray.rng import Stream, generator, torch_seed
-from fedmr_ray.train.evaluate import evaluate
+from fedmr_ray.train.evaluate import evaluate, evaluate_per_client
 from fedmr_ray.train.hooks import LocalRule, LocalRun
 from fedmr_ray.train.lanes import Lanes
 from fedmr_ray.train.steps import (
@@ -62,10 +63,12 @@ class ClientTrainer:
         self.data = data
         self.train_config = train
         self.seed = seed
+        self.name = "serial"  # who trains, in its clients' results (an executor sets its own)
         # the arrays batches are drawn from: the clients of the call at hand (see _use); the test
         # set until the first, for the start-up check of vectorising
         self._x, self._y = as_tensor(data.x_test, CPU), as_tensor(data.y_test, CPU)
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._holdout: tuple[torch.Tensor, torch.Tensor] | None = None  # the clients' held-out splits, joined
         self.lanes = Lanes(self)
         # a local rule's terms see the whole batch, and augmentation draws random numbers per
         # client: no padding, no vectorising under either
@@ -174,6 +177,7 @@ class ClientTrainer:
 
     def _train(self, job: TrainJob, entries: Sequence[np.ndarray], rows: np.ndarray,
                client_state: dict[str, Entries] | None, server: dict[str, Entries] | None) -> Trained:
+        started = time.perf_counter()
         self.load(entries)
         # dropout draws from the device's default generator: seed that one (torch.manual_seed
         # would also queue a seed for every CUDA device, a captured stack trace per client)
@@ -191,7 +195,7 @@ class ClientTrainer:
                  if self.augment else None)
         self.run(batches, [torch.zeros_like(p) for p in self.params.values()], total, run, crops)
         state = self.local.finish(run) if run is not None else {}
-        return Trained(self.state(), self.result(job, total, len(batches), len(rows)), state)
+        return Trained(self.state(), self.result(job, total, len(batches), len(rows), started), state)
 
     def _local_run(self, job: TrainJob, client_state: dict[str, Entries], server: dict[str, Entries]) -> LocalRun:
         def tensors(entries: Entries) -> list[torch.Tensor]:
@@ -205,9 +209,10 @@ class ClientTrainer:
             server={name: tensors(entries) for name, entries in server.items()},
             generator=torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 1)))
 
-    @staticmethod
-    def result(job: TrainJob, total: torch.Tensor, steps: int, samples: int) -> ClientResult:
-        return ClientResult(job.client, samples, float(total) / max(steps, 1))
+    def result(self, job: TrainJob, total: torch.Tensor, steps: int, samples: int, started: float) -> ClientResult:
+        """The client's result, `started` being when its training began (time.perf_counter)."""
+        return ClientResult(job.client, samples, float(total) / max(steps, 1), steps,
+                            time.perf_counter() - started, self.name)
 
     def train_many(self, jobs: Sequence[TrainJob], models: Sequence[Sequence[np.ndarray]],
                    client_states: Sequence[dict[str, Entries]] | None = None,
@@ -227,3 +232,12 @@ class ClientTrainer:
             self._test = (as_tensor(self.data.x_test, self.device), as_tensor(self.data.y_test, self.device))
         self.load(entries)
         return evaluate(self.model, *self._test)
+
+    def evaluate_clients(self, entries: Sequence[np.ndarray]) -> np.ndarray:
+        """[2, clients]: the model's accuracy and mean cross-entropy on each client's held-out
+        split (data.client_holdout, set where the run evaluates client by client)."""
+        offsets, rows = self.data.client_holdout
+        if self._holdout is None:
+            self._holdout = (as_tensor(self.data.x_test[rows], self.device), as_tensor(self.data.y_test[rows], self.device))
+        self.load(entries)
+        return evaluate_per_client(self.model, *self._holdout, offsets)
