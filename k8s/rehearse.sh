@@ -98,14 +98,20 @@ say "entrypoint: $ENTRYPOINT"
 
 # --- 4, 5. submit, follow, stop ---------------------------------------------------------------------
 submit() {  # as KubeRay's submitter: the entrypoint after --, read by a shell
-  # the Jobs API answers some time after `ray start` returns (its agent starts on its own; under
-  # load, tens of seconds): wait for it, as KubeRay's submitter waits for the dashboard
-  for _ in $(seq 120); do
-    ray job list --address "$DASHBOARD" > "$WORK/jobs-api.log" 2>&1 && break
-    sleep 1
+  # The Jobs API answers some time after `ray start` returns, and takes jobs later still: until the
+  # head's job agent is up it refuses them ("500: No available agent to submit job, please try again
+  # later"; under load, tens of seconds). Such a refusal creates no job: retried, as KubeRay's
+  # submitter retries, for up to 3 minutes; any other failure ends the rehearsal with its log.
+  local deadline=$(( SECONDS + 180 ))
+  while (( SECONDS < deadline )); do
+    if eval "timeout 60 ray job submit --address $DASHBOARD --submission-id $1 --no-wait -- $ENTRYPOINT" \
+        > "$WORK/submit-$1.log" 2>&1; then
+      return 0
+    fi
+    grep -q "No available agent\|Connection refused\|try again later" "$WORK/submit-$1.log" || break
+    sleep 2
   done
-  eval "ray job submit --address $DASHBOARD --submission-id $1 --no-wait -- $ENTRYPOINT" > "$WORK/submit-$1.log" 2>&1 \
-    || { say "ray job submit $1 failed:"; tail -20 "$WORK/submit-$1.log"; return 1; }
+  say "ray job submit $1 failed:"; tail -20 "$WORK/submit-$1.log"; return 1
 }
 status() {  # what `ray job status` says: succeeded, was stopped, failed, or "... RUNNING" (PENDING, ...)
   ray job status --address "$DASHBOARD" "$1" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' \
