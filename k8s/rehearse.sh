@@ -74,16 +74,20 @@ EOF
 # --- 2. the Ray cluster ---------------------------------------------------------------------------
 start_cluster() {  # in a session of its own (setsid), whose processes cleanup stops
   echo $$ > "$WORK/ray.sid"
+  # each node's dashboard agent on a free port: its default (52365) may be another Ray's on this
+  # machine (the test suite's own), and a head without its agent takes no job ("No available agent")
   ray start --head --num-cpus 0 --resources '{"fedmr_driver": 1000}' --port "$GCS_PORT" \
     --include-dashboard true --dashboard-port "$DASHBOARD_PORT" --temp-dir "$RAY_TMP" \
+    --dashboard-agent-listen-port "$(free_port)" \
     --disable-usage-stats > "$WORK/head.log" 2>&1 || { tail -5 "$WORK/head.log"; return 1; }
   for _ in $(seq "$WORKERS"); do
-    ray start --address "127.0.0.1:$GCS_PORT" --num-cpus "$CPUS" --disable-usage-stats > "$WORK/worker.log" 2>&1 \
+    ray start --address "127.0.0.1:$GCS_PORT" --num-cpus "$CPUS" --dashboard-agent-listen-port "$(free_port)" \
+      --disable-usage-stats > "$WORK/worker.log" 2>&1 \
       || { tail -5 "$WORK/worker.log"; return 1; }
   done
 }
-export -f start_cluster
-export WORK GCS_PORT DASHBOARD_PORT RAY_TMP WORKERS CPUS
+export -f start_cluster free_port
+export WORK GCS_PORT DASHBOARD_PORT RAY_TMP WORKERS CPUS PYTHON
 setsid -w bash -c start_cluster || { RAY_SID=$(cat "$WORK/ray.sid"); exit 1; }
 RAY_SID=$(cat "$WORK/ray.sid")
 say "a head with no CPUs and $WORKERS worker node(s) of $CPUS CPU(s) at 127.0.0.1:$GCS_PORT, Jobs API at $DASHBOARD"
