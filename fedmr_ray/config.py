@@ -219,6 +219,11 @@ class DataConfig(Settings):
                                      check=_at_least(0), must=">= 0")
     synthetic_beta: float = setting(1.0, "Synthetic: beta, how much the clients' inputs differ.",
                                     check=_at_least(0), must=">= 0")
+    synthetic_labels: str = setting("shared", "Synthetic: per-client (LEAF: each client labels with its own "
+                                    "model, spread by alpha) or shared (one labelling model for all, so one global "
+                                    "model fits every client; the inputs still differ by beta, and so the label "
+                                    "mixes).", check=lambda v: v in ("per-client", "shared"),
+                                    must="per-client or shared")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ BAD = [
     (["--clients", str(2**80)], f"--clients {2**80}: needs about"),
     (["--clients", "1000000", "--partition", "dirichlet"], "(its synthetic samples and bookkeeping"),
     (["--client-eval-every", "-1"], "--client-eval-every -1: must be an integer >= 0"),
+    (["--synthetic-labels", "global"], "--synthetic-labels 'global': must be per-client or shared"),
     (["--tensorboard", "/proc/fedmr/tb"], "--tensorboard /proc/fedmr/tb: cannot create it (/proc is not a writable"),
     (["--tensorboard", "tb", "--seeds", "0,1"], "--tensorboard tb: not with --seeds"),
 ]

@@ -54,11 +54,17 @@ def _decoded(data: DataConfig) -> Decoded:
     return load_cached(locate(spec, folder), data.cache_dir)
 
 
+def _synthetic(config: SimulationConfig) -> tuple[int, int, float, float, bool]:
+    """The arguments of make_synthetic and generated_synthetic for this run."""
+    data = config.data
+    return config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta, data.synthetic_labels == "shared"
+
+
 def load_labels(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """(training labels, users' offsets or None) without the inputs, from the cache where it can."""
     data = config.data
     if data.dataset == "synthetic":
-        dataset = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+        dataset = make_synthetic(*_synthetic(config))
         return dataset.y_train, dataset.client_offsets
     decoded = _decoded(data)
     return np.asarray(decoded.y_train), decoded.users
@@ -111,9 +117,9 @@ def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
     or a partition that cannot be made, is a ConfigError."""
     data = config.data
     if generated_from_seed(data):  # generated where and when each client trains
-        return generated_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta), None
+        return generated_synthetic(*_synthetic(config)), None
     if data.dataset == "synthetic":
-        base = make_synthetic(config.clients, config.seed, data.synthetic_alpha, data.synthetic_beta)
+        base = make_synthetic(*_synthetic(config))
         partition = make_partition(config, base.y_train, base.client_offsets)
     else:
         decoded = _decoded(data)

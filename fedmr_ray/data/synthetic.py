@@ -4,6 +4,12 @@ Client k: n_k = int(LogNormal(4, 2)) + 50 samples; u_k ~ N(0, alpha), B_k ~ N(0,
 W_k ~ N(u_k, 1) (60 x 10), b_k ~ N(u_k, 1); v_k ~ N(B_k, 1) (60); x ~ N(v_k, diag(j^-1.2));
 y = argmax(x W_k + b_k). As in LEAF, each client keeps 90% for training and the other 10% joins
 the common test set. A client's data depends only on (seed, k), never on the number of clients.
+
+With shared labels (`--synthetic-labels shared`), every client labels with one model W, b ~ N(0, 1)
+drawn from the seed (the labelling of FedProx's Synthetic-IID) instead of its own W_k, b_k: the
+clients' inputs still differ by beta, so their label mixes differ (label and feature skew), but
+one global model fits every client, as in the image datasets; alpha then has no effect. The
+clients' sizes and inputs are the same draws as under per-client labels.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ TRAIN_FRACTION = 0.9
 # the seed) up to it: 100,000 clients' would be 4.5 million samples to evaluate on each time.
 TEST_CAP = 50_000
 TEST_DRAW = 1 << 40  # the key of the draw of test clients in the DATA stream (client ids are smaller)
+SHARED_MODEL = TEST_DRAW + 1  # the key of the draw of the shared labelling model
 _STD_X = np.power(np.arange(1, DIMENSION + 1, dtype=np.float64), -1.2) ** 0.5
 
 
@@ -31,7 +38,8 @@ def _client_size(rng: np.random.Generator) -> int:
     return int(rng.lognormal(4, 2)) + 50
 
 
-def synthetic_client(seed: int, client: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_client(seed: int, client: int, alpha: float, beta: float,
+                     shared: bool = True) -> tuple[np.ndarray, np.ndarray]:
     rng = generator(seed, Stream.DATA, client)
     n = _client_size(rng)
     u = rng.normal(0, alpha)
@@ -39,6 +47,9 @@ def synthetic_client(seed: int, client: int, alpha: float, beta: float) -> tuple
     w = rng.normal(u, 1, (DIMENSION, NUM_CLASSES))
     b = rng.normal(u, 1, NUM_CLASSES)
     v = rng.normal(b_mean, 1, DIMENSION)
+    if shared:  # after the client's own draws, so that its size and inputs stay the same
+        common = generator(seed, Stream.DATA, SHARED_MODEL)
+        w, b = common.normal(0, 1, (DIMENSION, NUM_CLASSES)), common.normal(0, 1, NUM_CLASSES)
     x = v + rng.standard_normal((n, DIMENSION)) * _STD_X
     y = np.argmax(x @ w + b, axis=1)
     return x.astype(np.float32), y.astype(np.int64)
@@ -51,14 +62,16 @@ class SyntheticClients:
     seed: int
     alpha: float
     beta: float
+    shared: bool = True
 
     def __call__(self, client: int) -> tuple[np.ndarray, np.ndarray]:
-        x, y = synthetic_client(self.seed, client, self.alpha, self.beta)
+        x, y = synthetic_client(self.seed, client, self.alpha, self.beta, self.shared)
         cut = int(TRAIN_FRACTION * len(y))
         return x[:cut], y[:cut]
 
 
-def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0) -> FederatedDataset:
+def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0,
+                        shared: bool = True) -> FederatedDataset:
     """make_synthetic's dataset with the training samples made client by client when they train
     (the same samples), and the test set capped at TEST_CAP samples."""
     sizes = np.array([_client_size(generator(seed, Stream.DATA, c)) for c in range(num_clients)])
@@ -69,7 +82,7 @@ def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: f
     else:
         order = generator(seed, Stream.DATA, TEST_DRAW).permutation(num_clients)
         testers = np.sort(order[:max(1, int(np.searchsorted(np.cumsum(held_out[order]), TEST_CAP, side="right")))])
-    tests = [synthetic_client(seed, int(c), alpha, beta) for c in testers]
+    tests = [synthetic_client(seed, int(c), alpha, beta, shared) for c in testers]
     cut_of = dict(zip(testers.tolist(), cuts[testers].tolist()))
     return FederatedDataset(
         name="synthetic",
@@ -78,7 +91,7 @@ def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: f
         y_test=np.concatenate([y[cut_of[int(c)]:] for c, (_, y) in zip(testers, tests)]),
         client_offsets=np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64),
         num_classes=NUM_CLASSES,
-        make_client=SyntheticClients(seed, alpha, beta),
+        make_client=SyntheticClients(seed, alpha, beta, shared),
         # every client's held-out samples, in order, where the test set holds all of them
         client_test_offsets=np.concatenate([[0], np.cumsum(held_out)]).astype(np.int64)
         if len(testers) == num_clients else None,
@@ -91,11 +104,12 @@ def synthetic_offsets(num_clients: int, seed: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64)
 
 
-def make_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0) -> FederatedDataset:
+def make_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: float = 1.0,
+                   shared: bool = True) -> FederatedDataset:
     xs_train, ys_train, xs_test, ys_test = [], [], [], []
     offsets = np.zeros(num_clients + 1, dtype=np.int64)
     for client in range(num_clients):
-        x, y = synthetic_client(seed, client, alpha, beta)
+        x, y = synthetic_client(seed, client, alpha, beta, shared)
         cut = int(TRAIN_FRACTION * len(y))
         xs_train.append(x[:cut])
         ys_train.append(y[:cut])
