@@ -15,6 +15,7 @@ import sys
 import time
 
 BENCHMARKS = [
+    ["benchmarks.startup", "--runs", "3"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "1", "--turns", "6"],
     ["benchmarks.overhead", "--workload", "fmnist", "--local-epochs", "5", "--turns", "4"],
     ["benchmarks.overhead", "--workload", "synthetic", "--local-epochs", "5", "--turns", "4"],

@@ -152,6 +152,24 @@ def test_plan_shrinking_hands_out_large_groups_first_then_ever_smaller_ones():
     assert plan_shrinking([], executors=2, smallest=1.0, largest=8) == []
 
 
+def test_an_executor_says_when_each_step_of_its_start_ended(ray_local):
+    """The stamps of benchmarks/startup.py, in the order the start goes through."""
+    import ray
+
+    from fedmr_ray.runtime.driver import RayRun
+
+    run = RayRun(prepare(SimulationConfig(clients=8, fraction=0.5, rounds=1, runtime=RuntimeConfig(num_actors=2))))
+    assert run.describe()["num_executors"] == 2
+    stamps = ray.get(run.coordinator.startup.remote())
+    coordinator, executors = stamps["coordinator"], stamps["executors"]
+    assert coordinator["process"] <= coordinator["init"] <= coordinator["ready"] <= time.time()
+    assert len(executors) == 2
+    for executor in executors:
+        assert executor["process"] <= executor["init"] <= executor["trainer"] <= executor["described"]
+        assert executor["described"] <= coordinator["ready"]
+    assert run.step().round == 1
+
+
 def test_clients_are_weighed_by_the_executors_timed_step_cost():
     """Groups are balanced by expected time: steps x a step's fixed cost + samples x a sample's
     (medians of what the executors timed), and by steps alone where executors vectorise."""
@@ -161,7 +179,7 @@ def test_clients_are_weighed_by_the_executors_timed_step_cost():
     pool = ExecutorPool(None, None, (8,), sizes, TrainConfig(local_epochs=2, batch_size=50))
     clients = np.array([0, 1, 2, 3])
     steps = np.array([4, 4, 2, 10])
-    pool.described = [("cpu", True, (1.0, 1.0))]
+    pool.described = [("cpu", True, None)]  # a vectorising executor times no step
     assert pool.costs(clients).tolist() == steps.tolist()
     pool.described = [("cpu", False, (1e-3, 5e-5)), ("cpu", False, (3e-3, 7e-5)), ("cpu", False, (2e-3, 6e-5))]
     assert np.allclose(pool.costs(clients), steps * 2e-3 + 2 * sizes * 6e-5)

@@ -12,8 +12,6 @@ probability proportional to its data, and the server averages the m updates unif
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import squareform
 
 from fedmr_ray.algorithms.base import AlgorithmContext, Sampling, ServerStep, uniform_weights
 from fedmr_ray.algorithms.fedavg import FedAvg
@@ -111,6 +109,9 @@ def clustered_sample(states: list[list[np.ndarray]], clients: list[int], *, size
     if n == 1:
         return np.zeros(m, dtype=np.int64)
     weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)
+    from scipy.cluster.hierarchy import linkage  # here: scipy takes 0.4 s to import, and only CluSamp needs it
+    from scipy.spatial.distance import squareform
+
     merges = linkage(squareform(update_distances(states, clients, n), checks=False), method="ward")
 
     rows = sampling_distributions(cut_tree(merges, weights, 1.0 / m), weights, m, rng)

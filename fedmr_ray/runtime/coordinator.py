@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import ray
+from ray.actor import ActorHandle
 from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -16,6 +19,7 @@ from fedmr_ray.errors import ConfigError
 from fedmr_ray.federation import Federation, RoundRecord, Snapshot, run_summary
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool, traffic
+from fedmr_ray.runtime.stamps import process_started
 
 
 def plan_executors(runtime: RuntimeConfig, cohort_size: int, resources: dict[str, float]) -> int:
@@ -49,34 +53,48 @@ def fitting_now(runtime: RuntimeConfig, resources: dict[str, float]) -> int:
     return fit
 
 
+def start_executors(ref: ray.ObjectRef, runtime: RuntimeConfig, group: PlacementGroup | None, first: int,
+                    count: int = 1) -> list[ActorHandle]:
+    """Start `count` executors, named executor-<first>, executor-<first + 1>, ... An executor holds
+    nothing a call cannot rebuild, and a call gives the same result on any executor: the pool
+    retries the calls of one that dies on another (max_restarts=0: a dead executor's calls fail at
+    once rather than wait for a restart that may never find room in a cluster that shrank)."""
+    placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if group is not None else {}
+    options = Executor.options(num_cpus=runtime.cpus_per_actor, num_gpus=runtime.gpus_per_actor, max_restarts=0,
+                               **placed)
+    return [options.remote(ref, runtime.threads, runtime.gpus_per_actor > 0, f"executor-{first + i}")
+            for i in range(count)]
+
+
 @ray.remote(num_cpus=0)
 class Coordinator:
-    def __init__(self, setup_ref: list[ray.ObjectRef], runtime: RuntimeConfig, group: PlacementGroup | None = None):
+    def __init__(self, setup_ref: list[ray.ObjectRef], runtime: RuntimeConfig, group: PlacementGroup | None = None,
+                 first: Sequence = ()):
         """`setup_ref`: the run's Setup in the object store, in a list so that Ray hands over the
         reference (executors receive the same one) rather than the value; `runtime`: where the
         run executes (the driver may have changed the configuration's, see driver.RayRun);
-        `group`: a placement group whose bundles the executors take (a sweep's trial reserves one)."""
+        `group`: a placement group whose bundles the executors take (a sweep's trial reserves one);
+        `first`: executors the driver started (start_executors), which start while this actor's
+        own process imports; the pool starts the others."""
+        self.stamps = {"process": process_started(), "init": time.time()}  # its imports before `init`
         (ref,) = setup_ref
         setup = ray.get(ref)  # its arrays read in place from the object store
         cfg, rt, local = setup.config, runtime, setup.algorithm.local
 
-        started = itertools.count()  # executors started: each one's name
+        started = itertools.count(len(first))  # executors started: each one's name
 
         def start_executor():
-            # An executor holds nothing a call cannot rebuild, and a call gives the same result on
-            # any executor: the pool retries the calls of one that dies on another (max_restarts=0:
-            # a dead executor's calls fail at once rather than wait for a restart that may never
-            # find room in a cluster that shrank).
-            placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if group is not None else {}
-            return Executor.options(num_cpus=rt.cpus_per_actor, num_gpus=rt.gpus_per_actor, max_restarts=0,
-                                    **placed).remote(ref, rt.threads, rt.gpus_per_actor > 0, f"executor-{next(started)}")
+            return start_executors(ref, rt, group, next(started))[0]
 
         def target() -> int:
             return plan_executors(rt, cfg.cohort_size, ray.cluster_resources())
 
         writes = local.client_state if local else ()
-        self.pool = ExecutorPool(start_executor, target, setup.info.nbytes, setup.data.client_sizes(), cfg.train, writes)
-        self.pool.refresh(wait_for=max(1, min(target(), fitting_now(rt, ray.available_resources()))))
+        self.pool = ExecutorPool(start_executor, target, setup.info.nbytes, setup.data.client_sizes(), cfg.train, writes,
+                                 started=first)
+        # wait for the executors that fit: the driver's (which it started for that), else as many as fit now
+        self.pool.refresh(wait_for=max(1, len(first) or min(target(), fitting_now(rt, ray.available_resources()))))
+        self.stamps["ready"] = time.time()
         self.federation = Federation(setup, self.pool)
         devices = [device for device, _, _ in self.pool.described]
         self.summary = run_summary(setup, devices, vectorised=all(vectorised for _, vectorised, _ in self.pool.described))
@@ -86,6 +104,11 @@ class Coordinator:
 
     def step(self) -> RoundRecord:
         return self.federation.step()
+
+    def startup(self) -> dict[str, Any]:
+        """When its process and its ready executors' started, and each step of their start ended,
+        on the wall clock (benchmarks/startup.py)."""
+        return {"coordinator": self.stamps, "executors": ray.get([e.startup.remote() for e in self.pool.ready])}
 
     def last_record(self) -> RoundRecord | None:
         return self.federation.last_record

@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from fedmr_ray.errors import SettingError
 from fedmr_ray.federation import RoundRecord, Snapshot
 from fedmr_ray.runtime import entries
-from fedmr_ray.runtime.coordinator import Coordinator, plan_executors
+from fedmr_ray.runtime.coordinator import Coordinator, fitting_now, plan_executors, start_executors
 from fedmr_ray.setup import Setup
 from fedmr_ray.signals import keep_sigterm
 
@@ -78,14 +78,18 @@ class RayRun:
             print(f"fedmr-ray: warning: --gpus-per-actor {runtime.gpus_per_actor:g}: "
                   "the Ray cluster has no GPU; training on CPU", file=sys.stderr)
             runtime = dataclasses.replace(runtime, gpus_per_actor=0.0)
-        plan_executors(runtime, setup.config.cohort_size, resources)  # refuses what cannot run, before anything starts
+        # refuses what cannot run, before anything starts
+        planned = plan_executors(runtime, setup.config.cohort_size, resources)
         # the Setup into the object store once, from this (the head) node, where its objects (the
         # dataset, the copies of the models) stay when workers leave; the coordinator too
         self.setup_ref = ray.put(setup)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         # inside a placement group (a sweep's trial), the executors take its bundles
         group = ray.util.get_current_placement_group()
-        self.coordinator = Coordinator.options(scheduling_strategy=here).remote([self.setup_ref], runtime, group)
+        # the executors that fit now start here, beside the coordinator rather than after it
+        first = start_executors(self.setup_ref, runtime, group, 0,
+                                min(planned, fitting_now(runtime, ray.available_resources())))
+        self.coordinator = Coordinator.options(scheduling_strategy=here).remote([self.setup_ref], runtime, group, first)
         self._pending: ray.ObjectRef | None = None
 
     def describe(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from fedmr_ray.algorithms.base import finish_sum, partial_sum, weighted_sum
 from fedmr_ray.runtime.entries import CallLayout, Pack, Where, bundle, pack, pick
+from fedmr_ray.runtime.stamps import process_started
 from fedmr_ray.setup import Setup
 from fedmr_ray.train import ClientTrainer, TrainJob, step_cost
 
@@ -27,6 +29,8 @@ class Executor:
     def __init__(self, setup: Setup, threads: int, use_gpu: bool, name: str = "executor"):
         """`setup`: the run's Setup, its arrays read in place from the object store; `name`: how its
         clients' results (clients.parquet) name it."""
+        # when each step of its start ended (startup(); its imports before `init`)
+        self.stamps = {"process": process_started(), "init": time.time()}
         # intra-op threads follow the CPUs the actor holds: more would fight the other executors
         torch.set_num_threads(threads)
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
@@ -34,11 +38,19 @@ class Executor:
         self.trainer = ClientTrainer(setup.spec, setup.data, config.train, config.seed, device, setup.algorithm.local,
                                      config.data.augment)
         self.trainer.name = name
+        self.stamps["trainer"] = time.time()  # the vectorisation check included (train/lanes.py)
 
-    def describe(self) -> tuple[str, bool, tuple[float, float]]:
+    def describe(self) -> tuple[str, bool, tuple[float, float] | None]:
         """(the device it trains on, whether it trains several clients at once, its step's cost:
-        seconds fixed and per sample)."""
-        return str(self.trainer.device), self.trainer.vectorised, step_cost(self.trainer)
+        seconds fixed and per sample; None where it trains several at once, whose groups the pool
+        plans by samples alone, see ExecutorPool.step_cost)."""
+        cost = None if self.trainer.vectorised else step_cost(self.trainer)
+        self.stamps["described"] = time.time()
+        return str(self.trainer.device), self.trainer.vectorised, cost
+
+    def startup(self) -> dict[str, float]:
+        """When its process started and each step of its start ended, on the wall clock."""
+        return self.stamps
 
     # Calls receive entries as the distinct objects holding them and where each entry is among
     # them (runtime/entries.py).

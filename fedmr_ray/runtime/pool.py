@@ -129,12 +129,15 @@ class ExecutorPool:
     """
 
     def __init__(self, start_executor: Callable[[], ActorHandle], target: Callable[[], int], nbytes: Sequence[int],
-                 client_sizes: np.ndarray, train: TrainConfig, writes: tuple[str, ...] = ()):
+                 client_sizes: np.ndarray, train: TrainConfig, writes: tuple[str, ...] = (),
+                 started: Sequence[ActorHandle] = ()):
+        """`started`: executors already starting (the driver's), which join as the others do."""
         self.start_executor, self.target = start_executor, target
         self.ready: list[ActorHandle] = []
-        self.joining: dict[ray.ObjectRef, ActorHandle] = {}  # describe() call -> executor being placed
+        # describe() call -> executor being placed
+        self.joining: dict[ray.ObjectRef, ActorHandle] = {executor.describe.remote(): executor for executor in started}
         # (device, vectorised, step cost) of every executor that joined (Executor.describe)
-        self.described: list[tuple[str, bool, tuple[float, float]]] = []
+        self.described: list[tuple[str, bool, tuple[float, float] | None]] = []
         self.nbytes = tuple(nbytes)  # per entry of a model, its bytes
         self.num_entries = len(self.nbytes)
         self.alone = alone_by_size(self.nbytes)  # per entry: whether it is an object of its own (entries.py)
