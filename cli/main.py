@@ -149,8 +149,9 @@ def _resumed_config(params: dict[str, Any], given: set[str], run_dir: str) -> Si
     return Sources(SIMULATE_FLAGS, params, given, base=base).config()
 
 
-PARTITION_FLAGS = [flag for flag in SIMULATE_FLAGS
-                   if flag.key in {("clients",), ("seed",)} or (flag.key[0] == "data" and flag.name != "augment")]
+PARTITION_FLAGS = [flag for flag in SIMULATE_FLAGS  # those that decide the split
+                   if flag.key in {("clients",), ("seed",)}
+                   or (flag.key[0] == "data" and flag.name not in ("augment", "normalise", "femnist_test"))]
 
 
 def partition_command(ctx: typer.Context, **params: Any) -> None:

@@ -201,9 +201,12 @@ class DataConfig(Settings):
     cache_dir: str | None = setting(None, "Where decoded datasets are cached [default: $XDG_CACHE_HOME/fedmr-ray, "
                                     "else ~/.cache/fedmr-ray].", path=True)
     partition: str | None = setting(None, "How the training samples are split among the clients: iid, dirichlet "
-                                    "(label skew, see --alpha), shards (--shards-per-client label-sorted shards each) "
-                                    "or natural (the dataset's own users) [default: natural for synthetic and femnist, "
-                                    "else dirichlet].")
+                                    "(label skew, see --alpha), shards (--shards-per-client label-sorted shards each, "
+                                    "drawn at random), the reference's non-IID cases 1-4 on 100 label-sorted shards "
+                                    "(one-label: one shard each; two-labels: one half-shard from each half of the "
+                                    "labels; one-label-80, one-label-50: 80% or 50% of one shard, the rest drawn from "
+                                    "the remainders of every shard), or natural (the dataset's own users) [default: "
+                                    "natural for synthetic and femnist, else dirichlet].")
     alpha: float = setting(0.5, "Dirichlet partition: concentration; lower gives more label skew.",
                            check=_above(0), must="> 0")
     shards_per_client: int = setting(2, "Shards partition: shards per client.", **_POSITIVE_INT)
@@ -212,6 +215,15 @@ class DataConfig(Settings):
     partition_file: str | None = setting(None, "Read the partition from a file: a run's partition.parquet (client_id, "
                                          "sample_index), or JSON mapping client id -> list of sample indices (the "
                                          "reference's format).", path=True)
+    normalise: str = setting("reference", "Model inputs of the real datasets: reference (each dataset's, as the "
+                             "reference's get_dataset: CIFAR-10 (x - 0.5) / 0.5; CIFAR-100 mean (0.4914, 0.4822, "
+                             "0.4465), std (0.2023, 0.1994, 0.2010); MNIST mean 0.1307, std 0.3081; Fashion-MNIST x "
+                             "in [0, 1]; FEMNIST (0.5 - x) / 0.5) or half ((x - 0.5) / 0.5 for all, FEMNIST's x "
+                             "inverted first).", check=lambda v: v in ("reference", "half"), must="reference or half")
+    femnist_test: str = setting("clients", "FEMNIST: the test set: clients (the test samples of the writers that are "
+                                "clients, as the reference; every training writer's under a partition other than "
+                                "natural) or all (every test writer's samples).",
+                                check=lambda v: v in ("clients", "all"), must="clients or all")
     augment: bool = setting(False, "CIFAR: augment the training images with random crops (4-pixel padding) and "
                             "horizontal flips.")
     # LEAF Synthetic(alpha, beta): alpha spreads the clients' models, beta their inputs

@@ -15,7 +15,7 @@ class Stream(IntEnum):
     TRAIN = 4
     RECOMBINE = 5
     SERVER = 6  # server-side computations (FedGen's generator)
-    PARTITION = 7  # which samples each client holds (iid, dirichlet, shards)
+    PARTITION = 7  # which samples each client holds (iid, dirichlet, shards, the reference's cases)
 
 
 def generator(seed: int, stream: Stream, *keys: int) -> np.random.Generator:

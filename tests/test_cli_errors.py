@@ -27,6 +27,10 @@ BAD = [
     (["--clients", "1000000", "--partition", "dirichlet"], "(its synthetic samples and bookkeeping"),
     (["--client-eval-every", "-1"], "--client-eval-every -1: must be an integer >= 0"),
     (["--synthetic-labels", "global"], "--synthetic-labels 'global': must be per-client or shared"),
+    (["--normalise", "imagenet"], "--normalise 'imagenet': must be reference or half"),
+    (["--femnist-test", "every"], "--femnist-test 'every': must be clients or all"),
+    (["--partition", "noniid-case-1"], ("--partition 'noniid-case-1': accepted values are: iid, dirichlet, "
+                                        "shards, one-label, two-labels, one-label-80, one-label-50, natural")),
     (["--tensorboard", "/proc/fedmr/tb"], "--tensorboard /proc/fedmr/tb: cannot create it (/proc is not a writable"),
     (["--tensorboard", "tb", "--seeds", "0,1"], "--tensorboard tb: not with --seeds"),
 ]

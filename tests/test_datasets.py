@@ -36,9 +36,9 @@ def config(tmp_path, dataset: str, data_dir, clients: int = 2, **data) -> Simula
         dataset=dataset, data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **data))
 
 
-def as_unit(x: np.ndarray) -> np.ndarray:
-    """Model inputs back to [0, 1]."""
-    return x * 0.5 + 0.5
+def as_unit(x: np.ndarray, mean: float = 0.5, std: float = 0.5) -> np.ndarray:
+    """Model inputs back to [0, 1] (CIFAR-10's (x - 0.5) / 0.5 unless told)."""
+    return x * std + mean
 
 
 def one_line_error(excinfo) -> str:
@@ -89,13 +89,59 @@ def test_idx_files_gzipped_or_not(tmp_path, gz):
     data = load_dataset(check(config(tmp_path, "mnist", tmp_path / "d")))
     assert data.x_train.shape == (40, 1, 28, 28) and data.x_test.shape == (10, 1, 28, 28)
     assert np.array_equal(data.y_train, y)
-    np.testing.assert_allclose(as_unit(data.x_train[:, 0]), x / 255, atol=1e-6)
+    np.testing.assert_allclose(as_unit(data.x_train[:, 0], 0.1307, 0.3081), x / 255, atol=1e-6)
 
 
 def test_idx_in_torchvision_raw_folder(tmp_path):
     write_idx(tmp_path / "d" / "FashionMNIST" / "raw")
     data = load_dataset(check(config(tmp_path, "fmnist", tmp_path / "d")))
     assert len(data.y_train) == 40
+
+
+# the reference's get_dataset (utils/get_dataset.py): ToTensor, then Normalize(mean, std) per channel
+REFERENCE_INPUTS = [
+    ("cifar10", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ("cifar100", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    ("cifar100-coarse", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    ("mnist", (0.1307,), (0.3081,)),
+    ("fmnist", (0.0,), (1.0,)),  # ToTensor alone: x in [0, 1]
+    ("femnist", (0.5,), (0.5,)),  # (0.5 - x) / 0.5 of LEAF's x: the inverted x, then (x - 0.5) / 0.5
+]
+
+
+def _first_training_image(root, dataset: str) -> np.ndarray:
+    """The first training image written, [C, H, W] in [0, 1] (FEMNIST's inverted)."""
+    if dataset == "cifar10":
+        return write_cifar10_batches(root)[0][0] / 255
+    if dataset.startswith("cifar100"):
+        write_cifar100(root)
+        with (root / "cifar-100-python" / "train").open("rb") as f:
+            return pickle.load(f)[b"data"][0].reshape(3, 32, 32) / 255
+    if dataset == "femnist":
+        return 1 - write_leaf(root, {"f_a": 2})["f_a"][0][0].reshape(1, 28, 28)
+    return write_idx(root)[0][0][None] / 255
+
+
+@pytest.mark.parametrize(("dataset", "mean", "std"), REFERENCE_INPUTS)
+def test_model_inputs_are_normalised_per_dataset_as_the_reference(tmp_path, dataset, mean, std):
+    x = _first_training_image(tmp_path / "d", dataset)
+
+    def loaded(**data):
+        data.setdefault("partition", None if dataset == "femnist" else "iid")
+        return load_dataset(check(config(tmp_path, dataset, tmp_path / "d", clients=1, **data)))
+
+    def first_input(**data) -> np.ndarray:
+        return loaded(**data).x_train[0]
+
+    expected = (x - np.reshape(mean, (-1, 1, 1))) / np.reshape(std, (-1, 1, 1))
+    np.testing.assert_allclose(first_input(), expected, atol=1e-6)
+    np.testing.assert_allclose(first_input(normalise="reference"), expected, atol=1e-6)
+    np.testing.assert_allclose(first_input(normalise="half"), (x - 0.5) / 0.5, atol=1e-6)
+    # a black pixel's input, per channel, which augmentation pads with
+    np.testing.assert_allclose(loaded().black, np.broadcast_to(-np.divide(mean, std), (x.shape[0],)), atol=1e-6)
+    assert loaded(normalise="half").black == (-1.0,) * x.shape[0]
+    # one cache entry serves both: it holds the pixels, normalised when loaded
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1
 
 
 def test_leaf_writers_are_the_natural_clients(tmp_path):
@@ -107,12 +153,46 @@ def test_leaf_writers_are_the_natural_clients(tmp_path):
         assert np.array_equal(y, writers[writer][1])
         # the reference feeds (0.5 - x) / 0.5: LEAF's white background (1.0) becomes -1
         np.testing.assert_allclose(x.reshape(len(y), -1), (0.5 - writers[writer][0]) / 0.5, atol=1e-6)
-    assert len(data.y_test) == 6  # every test writer's samples
+    assert len(data.y_test) == 6  # the three writers' test samples
     fewer = load_dataset(config(tmp_path, "femnist", tmp_path / "d", clients=2, partition=None))
-    assert fewer.client_sizes().tolist() == [3, 5]
+    assert fewer.client_sizes().tolist() == [3, 5] and len(fewer.y_test) == 4  # f_a's and f_b's
     with pytest.raises(ConfigError, match="--clients 4: femnist has 3 users") as err:
         prepare(config(tmp_path, "femnist", tmp_path / "d", clients=4, partition=None))
     one_line_error(err)
+
+
+def _leaf_test_split(root) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each test writer's (x, y) as written."""
+    users = {}
+    for path in (root / "test").glob("*.json"):
+        users.update(json.loads(path.read_text())["user_data"])
+    return {u: (np.asarray(r["x"]), np.asarray(r["y"])) for u, r in users.items()}
+
+
+def test_femnist_test_set_is_the_test_samples_of_the_writers_that_are_clients(tmp_path):
+    # f_b has no test samples, f_z no training ones: the reference (utils/FEMNIST.py) would refuse
+    # such data (it asserts the two writer lists equal); here f_z's samples are never tested on
+    write_leaf(tmp_path / "d", {"f_b": 5, "f_a": 3, "f_c": 4}, test_writers={"f_c": 1, "f_z": 3, "f_a": 2})
+    test = _leaf_test_split(tmp_path / "d")
+
+    def test_set(clients: int, **data):
+        loaded = load_dataset(check(config(tmp_path, "femnist", tmp_path / "d", clients=clients,
+                                           **{"partition": None, **data})))
+        return loaded.x_test.reshape(len(loaded.y_test), -1), loaded.y_test
+
+    def writers(*names):  # their test samples, writer after writer, as model inputs (0.5 - x) / 0.5
+        return (np.concatenate([(0.5 - test[n][0]) / 0.5 for n in names]),
+                np.concatenate([test[n][1] for n in names]))
+
+    for clients, names in ((3, ("f_a", "f_c")), (2, ("f_a",)), (1, ("f_a",))):  # writers sorted: f_a, f_b, f_c
+        x, y = test_set(clients)
+        expected_x, expected_y = writers(*names)
+        assert np.array_equal(y, expected_y), clients
+        np.testing.assert_allclose(x, expected_x, atol=1e-6)
+    # a partition other than the writers: every training writer is some client's
+    assert np.array_equal(test_set(2, partition="iid")[1], writers("f_a", "f_c")[1])
+    # --femnist-test all: every test writer's, the other writers' after the training writers'
+    assert np.array_equal(test_set(1, femnist_test="all")[1], writers("f_a", "f_c", "f_z")[1])
 
 
 def test_natural_partition_needs_users(tmp_path):
@@ -286,7 +366,10 @@ def test_real_femnist_sample(tmp_path):
     cfg = SimulationConfig(clients=105, data=DataConfig(dataset="femnist", data_dir=str(root),
                                                         cache_dir=str(tmp_path / "cache")))
     data = load_dataset(check(cfg))
-    assert data.num_clients == 105 and len(data.y_train) == 14708 and len(data.y_test) == 4088
+    # the test samples of the 105 writers (the sample's README: 184 test writers, 4,088 samples)
+    assert data.num_clients == 105 and len(data.y_train) == 14708 and len(data.y_test) == 1685
+    assert len(load_dataset(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, femnist_test="all"))).y_test) == 4088
+    assert len(load_dataset(dataclasses.replace(cfg, clients=10)).y_test) == 155  # the first 10 writers'
     assert data.client_index is None and data.client_sizes().sum() == 14708
     assert data.y_train.max() <= 61 and data.x_train.shape[1:] == (1, 28, 28)
     assert np.median(data.x_train) == -1.0  # mostly background, dark after the reference's inversion
@@ -314,3 +397,15 @@ def test_real_cifar10_jpeg_folders_decode_once_then_load_from_the_cache(tmp_path
     mean = as_unit(data.x_train.mean(axis=(0, 2, 3), dtype=np.float64))
     np.testing.assert_allclose(mean, [0.4913, 0.4821, 0.4465], atol=2e-4)
     assert load_partition(cfg).sizes().tolist() == data.client_sizes().tolist()
+
+
+def test_augment_pads_each_channel_with_its_black():
+    x = torch.rand(4, 3, 6, 6)
+    black = (-2.4291, -2.4183, -2.2214)  # CIFAR-100's -mean / std
+    out = augment(x, torch.Generator().manual_seed(1), padding=2, pad_value=black)
+    scalar = augment(x, torch.Generator().manual_seed(1), padding=2, pad_value=-1.0)
+    for c, value in enumerate(black):  # the pixels that are not the image's are the channel's black
+        padded = out[:, c][scalar[:, c] == -1.0]
+        assert padded.numel() > 0 and torch.all(padded == torch.tensor(value))
+    assert torch.equal(out[scalar != -1.0], scalar[scalar != -1.0])  # the crops and flips are the same
+

@@ -1,5 +1,6 @@
-"""Partitions: the dirichlet split's properties, iid and shards, files (the run's Parquet and the
-reference's JSON) read back and checked, the `partition` command, and bad input through the CLI."""
+"""Partitions: the dirichlet split's properties, iid, shards and the reference's non-IID cases,
+files (the run's Parquet and the reference's JSON) read back and checked, the `partition` command,
+and bad input through the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from fedmr_ray.cli.main import main
 from datafiles import write_idx
 from fedmr_ray.config import ConfigError, DataConfig, SimulationConfig
 from fedmr_ray.data import load_dataset, load_partition
-from fedmr_ray.data.partition import Partition, dirichlet_partition, iid_partition, read_partition_file, shard_partition
+from fedmr_ray.data.partition import (
+    ONE_LABEL,
+    Partition,
+    dirichlet_partition,
+    iid_partition,
+    one_label_partition,
+    read_partition_file,
+    shard_partition,
+    two_label_partition,
+)
 from fedmr_ray.data import make_synthetic
 from fedmr_ray.results import PARTITION, RunDirectory
 from fedmr_ray.rng import Stream, generator
@@ -67,6 +77,81 @@ def test_iid_and_shards():
     counts = shards.label_counts(LABELS, 10)
     assert shards.sizes().tolist() == [200] * 15 and ((counts > 0).sum(axis=1) <= 2).all()
     assert len(np.unique(shards.sample_index())) == 3000
+
+
+# --- the reference's non-IID cases (utils/sampling.py) ----------------------------------------
+
+SORTED = np.repeat(np.arange(10), 100)  # 1000 samples, sorted by label: 100 shards of 10, 10 per class
+
+
+def shards_of(partition: Partition, client: int) -> list[tuple[int, int]]:
+    """(shard, position in it) of each of the client's samples: the reference's 100 shards of 10."""
+    return [divmod(int(i), 10) for i in partition.sample_index()[partition.offsets[client]:partition.offsets[client + 1]]]
+
+
+def test_one_label_is_the_reference_case_1_one_shard_each():
+    split = one_label_partition(SORTED, 100, 1.0, generator(0, Stream.PARTITION))
+    counts = split.label_counts(SORTED, 10)
+    assert split.sizes().tolist() == [10] * 100 and ((counts > 0).sum(axis=1) == 1).all()
+    assert (counts > 0).sum(axis=0).tolist() == [10] * 10  # each label's 10 shards, each to one client
+    owned = [{shard for shard, _ in shards_of(split, c)} for c in range(100)]
+    assert all(len(s) == 1 for s in owned) and sorted(min(s) for s in owned) == list(range(100))
+    fewer = one_label_partition(SORTED, 20, 1.0, generator(0, Stream.PARTITION))  # 20 of the 100 shards
+    assert fewer.sizes().tolist() == [10] * 20 and ((fewer.label_counts(SORTED, 10) > 0).sum(axis=1) == 1).all()
+    more = one_label_partition(np.repeat(np.arange(10), 200), 200, 1.0, generator(0, Stream.PARTITION))
+    assert more.sizes().tolist() == [10] * 200  # one shard per client where there are more than 100
+
+
+@pytest.mark.parametrize(("share", "own", "extra"), [(0.8, 8, 1), (0.5, 5, 5)])
+def test_one_label_80_and_50_are_the_reference_cases_3_and_4(share, own, extra):
+    split = one_label_partition(SORTED, 100, share, generator(0, Stream.PARTITION))
+    # int(1000 / 100 * (1 - share)) from the pool, in floats as the reference: 1.9999999999999996 -> 1 at 0.8
+    assert split.sizes().tolist() == [own + extra] * 100
+    assert len(np.unique(split.sample_index())) == 100 * (own + extra)
+    firsts = []
+    for client in range(100):
+        held = shards_of(split, client)
+        shard = held[0][0]
+        assert held[:own] == [(shard, i) for i in range(own)]  # the first `share` of a shard of its own
+        assert all(position >= own for _, position in held[own:])  # then from every shard's rest
+        firsts.append(shard)
+    assert sorted(firsts) == list(range(100))
+    counts = split.label_counts(SORTED, 10)
+    assert (counts.max(axis=1) >= own).all()
+
+
+def test_one_label_80_sizes_follow_the_reference_arithmetic_on_cifar_and_fashion_mnist():
+    rng = generator(0, Stream.PARTITION)
+    assert set(one_label_partition(np.repeat(np.arange(10), 5000), 100, 0.8, rng).sizes()) == {400 + 99}
+    assert set(one_label_partition(np.repeat(np.arange(10), 6000), 100, 0.8, rng).sizes()) == {480 + 119}
+    assert set(one_label_partition(np.repeat(np.arange(10), 6000), 100, 0.5, rng).sizes()) == {300 + 300}
+    # fewer clients than shards: each still gets a single shard's first 80%, and a larger share of the pool
+    assert set(one_label_partition(SORTED, 20, 0.8, rng).sizes()) == {8 + 9}  # int(1000 / 20 * 0.2) = 9
+
+
+def test_two_labels_is_the_reference_case_2_one_half_shard_from_each_half_of_the_labels():
+    split = two_label_partition(SORTED, 100, generator(0, Stream.PARTITION))
+    counts = split.label_counts(SORTED, 10)
+    assert split.sizes().tolist() == [10] * 100 and len(np.unique(split.sample_index())) == 1000
+    for row in counts:
+        (low,), (high,) = np.flatnonzero(row[:5]), np.flatnonzero(row[5:])
+        assert row[low] == 5 and row[5 + high] == 5  # a half-shard (of 200) of labels 0-4 and one of 5-9
+
+
+@pytest.mark.parametrize("scheme", ["one-label", "two-labels", "one-label-80", "one-label-50"])
+def test_the_reference_cases_follow_the_runs_seed(tmp_path, scheme):
+    write_idx(tmp_path / "mnist", n_train=1000, train_labels=SORTED)
+
+    def split(seed: int) -> Partition:
+        return load_partition(SimulationConfig(clients=100, seed=seed, data=DataConfig(
+            dataset="mnist", data_dir=str(tmp_path / "mnist"), cache_dir=str(tmp_path / "c"), partition=scheme)))
+
+    rng = generator(3, Stream.PARTITION)
+    direct = (two_label_partition(SORTED, 100, rng) if scheme == "two-labels"
+              else one_label_partition(SORTED, 100, ONE_LABEL[scheme], rng))
+    assert np.array_equal(split(3).sample_index(), direct.sample_index())
+    assert np.array_equal(split(3).offsets, direct.offsets)
+    assert not np.array_equal(split(4).sample_index(), direct.sample_index())
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -182,7 +267,12 @@ def test_bad_partition_file_is_one_line_exit_2_nothing_written(tmp_path, monkeyp
 
 
 BAD_FLAGS = [
-    (["--partition", "pathological"], "--partition 'pathological': accepted values are: iid, dirichlet, shards, natural"),
+    (["--partition", "pathological"], ("--partition 'pathological': accepted values are: iid, dirichlet, "
+                                       "shards, one-label, two-labels, one-label-80, one-label-50, natural")),
+    (["--dataset", "mnist", "--data-dir", "{mnist}", "--clients", "4", "--partition", "one-label"],
+     "--partition one-label: 4 clients need at least 100 training samples, mnist has 40"),
+    (["--dataset", "mnist", "--data-dir", "{mnist}", "--clients", "4", "--partition", "two-labels"],
+     "--partition two-labels: 4 clients need at least 200 training samples, mnist has 40"),
     (["--alpha", "0"], "--alpha 0.0: must be > 0"),
     (["--min-samples", "0"], "--min-samples 0: must be an integer >= 1"),
     (["--shards-per-client", "0"], "--shards-per-client 0: must be an integer >= 1"),

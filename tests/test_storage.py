@@ -111,8 +111,6 @@ def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server,
     import os
     import shutil
     import signal
-    import threading
-    import time
 
     from fedmr_ray import storage
 
@@ -121,19 +119,14 @@ def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server,
     local.write_bytes(b"x" * 1000)
     real_copy = shutil.copyfileobj
 
-    def slow_copy(src, dst, length=0):  # half the file, a pause while the stream is open, the rest
+    def interrupted_copy(src, dst, length=0):  # half the file, Ctrl-C while the stream is open, the rest
         dst.write(src.read(500))
-        time.sleep(0.6)
+        os.kill(os.getpid(), signal.SIGINT)
         real_copy(src, dst, length)
 
-    monkeypatch.setattr(storage.shutil, "copyfileobj", slow_copy)
-    ctrl_c = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C mid-upload
-    ctrl_c.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            storage.Remote.open("s3://uploads/run", "--output").upload(local, "metrics.parquet")
-    finally:
-        ctrl_c.cancel()
+    monkeypatch.setattr(storage.shutil, "copyfileobj", interrupted_copy)
+    with pytest.raises(KeyboardInterrupt):
+        storage.Remote.open("s3://uploads/run", "--output").upload(local, "metrics.parquet")
     assert s3_server.fs.open_input_stream("uploads/run/metrics.parquet").read() == b"x" * 1000
 
 

@@ -18,12 +18,17 @@ from fedmr_ray.errors import ConfigError
 from fedmr_ray.data.catalog import DATASETS, PARTITIONS, DatasetSpec, dataset_spec
 from fedmr_ray.data.dataset import FederatedDataset
 from fedmr_ray.data.partition import (
+    ONE_LABEL,
+    TWO_LABELS,
     Partition,
     dirichlet_partition,
     iid_partition,
     natural_partition,
+    one_label_partition,
     read_partition_file,
+    samples_needed,
     shard_partition,
+    two_label_partition,
 )
 from fedmr_ray.data.sources import Decoded, locate, normalise
 from fedmr_ray.data.synthetic import generated_synthetic, make_synthetic, synthetic_offsets
@@ -79,7 +84,7 @@ def make_partition(config: SimulationConfig, labels: np.ndarray, users: np.ndarr
     if scheme == "natural":
         if users is None:
             raise ConfigError(f"--partition natural: {data.dataset} has no users of its own; accepted for it: "
-                              "iid, dirichlet, shards")
+                              f"{', '.join(p for p in PARTITIONS if p != 'natural')}")
         if clients > len(users) - 1:
             raise ConfigError(f"--clients {clients}: {data.dataset} has {len(users) - 1} users (the natural "
                               "partition); use --clients at most that, or another --partition")
@@ -87,12 +92,16 @@ def make_partition(config: SimulationConfig, labels: np.ndarray, users: np.ndarr
     if scheme == "dirichlet":
         return dirichlet_partition(labels, dataset_spec(data.dataset).num_classes, clients, data.alpha,
                                    data.min_samples, rng)
-    needed = clients * (data.shards_per_client if scheme == "shards" else 1)
+    needed = samples_needed(scheme, clients, data.shards_per_client)
     if len(labels) < needed:
         raise ConfigError(f"--partition {scheme}: {clients} clients need at least {needed} training samples, "
                           f"{data.dataset} has {len(labels)}")
     if scheme == "shards":
         return shard_partition(labels, clients, data.shards_per_client, rng)
+    if scheme in ONE_LABEL:
+        return one_label_partition(labels, clients, ONE_LABEL[scheme], rng)
+    if scheme == TWO_LABELS:
+        return two_label_partition(labels, clients, rng)
     return iid_partition(len(labels), clients, rng)
 
 
@@ -110,6 +119,17 @@ def partition_counts(config: SimulationConfig) -> tuple[Partition, np.ndarray]:
     return partition, partition.label_counts(labels, dataset_spec(config.data.dataset).num_classes)
 
 
+def _test_end(config: SimulationConfig, decoded: Decoded) -> int | None:
+    """Where the run's test set ends in the decoded one: for --femnist-test clients, after the test
+    samples of the writers that are clients (the first --clients under the natural partition, else
+    every training writer; the test split holds theirs first, writer by writer); None: all of it."""
+    data = config.data
+    if decoded.test_users is None or data.femnist_test == "all":
+        return None
+    natural = data.partition_file is None and partition_scheme(data) == "natural"
+    return int(decoded.test_users[config.clients if natural else -1])
+
+
 def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
     """The dataset split among the run's clients, and the split (None for data generated from the
     seed, where the seed is the split). The partition is made from the labels before the inputs
@@ -125,10 +145,13 @@ def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
         decoded = _decoded(data)
         y_train = np.asarray(decoded.y_train)
         partition = make_partition(config, y_train, decoded.users)
+        spec, end = dataset_spec(data.dataset), _test_end(config, decoded)
+        mean_std = spec.normalisation(data.normalise)
         base = FederatedDataset(
-            name=data.dataset, x_train=normalise(decoded.x_train), y_train=y_train,
-            x_test=normalise(decoded.x_test), y_test=np.asarray(decoded.y_test),
-            client_offsets=np.zeros(1, np.int64), num_classes=dataset_spec(data.dataset).num_classes)
+            name=data.dataset, x_train=normalise(decoded.x_train, mean_std), y_train=y_train,
+            x_test=normalise(decoded.x_test[:end], mean_std), y_test=np.asarray(decoded.y_test[:end]),
+            client_offsets=np.zeros(1, np.int64), num_classes=spec.num_classes,
+            black=tuple(normalise(np.zeros((spec.input_shape[0], 1, 1), np.uint8), mean_std).ravel().tolist()))
     return dataclasses.replace(base, client_offsets=partition.offsets, client_index=partition.index), partition
 
 

@@ -1,10 +1,12 @@
 """Decoded datasets cached as .npy files, so that only the first run decodes.
 
-An entry is a folder `<cache>/<dataset>-<key>/` whose key hashes the source files' paths, sizes and
-modification times: a changed file makes a new entry. Entries are written to a temporary folder
-and renamed, so a reader never sees half of one; an entry damaged since (a file truncated, say)
-is noticed when read, and decoded and written again. Pixels are kept as stored (uint8 where they are
-whole 1/255 steps: a quarter of float32's size); the images are read back memory-mapped.
+An entry is a folder `<cache>/<dataset>-<key>/` whose key hashes the entry format's version and the
+source files' paths, sizes and modification times: a changed file, or a new way of decoding, makes
+a new entry. Entries are written to a temporary folder and renamed, so a reader never sees half of
+one; an entry damaged since (a file truncated, say) is noticed when read, and decoded and written
+again. Pixels are kept as stored (uint8 where they are whole 1/255 steps: a quarter of float32's
+size), before normalisation, so one entry serves every --normalise; the images are read back
+memory-mapped.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from fedmr_ray.data.sources import Decoded, Source, decode
 from fedmr_ray.errors import one_line
 from fedmr_ray.storage import Remote, StorageError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of a URI's copied folder
+ENTRY_VERSION = 2  # of a decoded entry; 2: LEAF's test split in training users' order, test_users.npy
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+USERS = ("users", "test_users")  # arrays of datasets with users of their own
 COPIED = ".fedmr-ray-copied"  # marks a complete copy of a URI's dataset folder
 
 
@@ -36,7 +40,7 @@ def cache_root(cache_dir: str | None) -> Path:
 
 
 def source_key(source: Source) -> str:
-    digest = hashlib.sha256(json.dumps([FORMAT_VERSION, source.spec.name, source.format, str(source.root)]).encode())
+    digest = hashlib.sha256(json.dumps([ENTRY_VERSION, source.spec.name, source.format, str(source.root)]).encode())
     for path in source.files:
         stat = path.stat()
         digest.update(f"\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
@@ -97,8 +101,8 @@ def load_cached(source: Source, cache_dir: str | None) -> Decoded:
 def read_entry(entry: Path) -> Decoded:
     arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r" if name.startswith("x") else None)
               for name in ARRAYS}
-    users = np.load(entry / "users.npy") if (entry / "users.npy").is_file() else None
-    return Decoded(**arrays, users=users)
+    users = {name: np.load(entry / f"{name}.npy") for name in USERS if (entry / f"{name}.npy").is_file()}
+    return Decoded(**arrays, **users)
 
 
 def write_entry(entry: Path, decoded: Decoded, source: Source) -> None:
@@ -107,10 +111,11 @@ def write_entry(entry: Path, decoded: Decoded, source: Source) -> None:
     try:
         for name in ARRAYS:
             np.save(tmp / f"{name}.npy", getattr(decoded, name))
-        if decoded.users is not None:
-            np.save(tmp / "users.npy", decoded.users)
+        for name in USERS:
+            if getattr(decoded, name) is not None:
+                np.save(tmp / f"{name}.npy", getattr(decoded, name))
         meta = {"dataset": source.spec.name, "format": source.format, "root": str(source.root),
-                "files": len(source.files), "version": FORMAT_VERSION}
+                "files": len(source.files), "version": ENTRY_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, entry)
     except OSError:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from fedmr_ray.errors import SettingError
 
-PARTITIONS = ("iid", "dirichlet", "shards", "natural")
+PARTITIONS = ("iid", "dirichlet", "shards", "one-label", "two-labels", "one-label-80", "one-label-50", "natural")
+MeanStd = tuple[tuple[float, ...], tuple[float, ...]]  # per channel: model inputs are (x - mean) / std
+HALF: MeanStd = ((0.5,), (0.5,))
 
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 _IDX_LAYOUT = ("IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
@@ -28,10 +30,16 @@ class DatasetSpec:
     natural: bool = False  # has users of its own (the natural partition, and the default one)
     label_key: str = "labels"  # which labels a CIFAR python batch gives (cifar-100: fine or coarse)
     invert: bool = False  # pixels stored dark-on-light, flipped to light-on-dark as the reference does
+    # (mean, std) per channel of the reference's transforms.Normalize (utils/get_dataset.py)
+    mean_std: MeanStd = HALF
 
     @property
     def default_partition(self) -> str:
         return "natural" if self.natural else "dirichlet"
+
+    def normalisation(self, scheme: str) -> MeanStd:
+        """(mean, std) of the model inputs under --normalise `scheme`."""
+        return self.mean_std if scheme == "reference" else HALF
 
     @property
     def is_cifar(self) -> bool:
@@ -50,12 +58,13 @@ def _cifar100(name: str, classes: int, label_key: str) -> DatasetSpec:
         name, (3, 32, 32), classes, ("cifar-python",),
         layout="cifar-100-python/ (train, test; torchvision's python version)",
         how_to_get=f"get cifar-100-python.tar.gz from {_CIFAR_URL} and extract it into --data-dir",
-        default_dirs=("data/cifar100",), label_key=label_key)
+        default_dirs=("data/cifar100",), label_key=label_key,
+        mean_std=((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)))
 
 
-def _idx(name: str, how_to_get: str, default_dirs: tuple[str, ...]) -> DatasetSpec:
+def _idx(name: str, how_to_get: str, default_dirs: tuple[str, ...], mean_std: MeanStd) -> DatasetSpec:
     return DatasetSpec(name, (1, 28, 28), 10, ("idx",), layout=_IDX_LAYOUT, how_to_get=how_to_get,
-                       default_dirs=default_dirs)
+                       default_dirs=default_dirs, mean_std=mean_std)
 
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
@@ -70,16 +79,16 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     _cifar100("cifar100", 100, "fine_labels"),
     _cifar100("cifar100-coarse", 20, "coarse_labels"),
     _idx("mnist", "get the four files from https://yann.lecun.com/exdb/mnist/ (or a mirror) into --data-dir",
-         ("data/mnist",)),
+         ("data/mnist",), ((0.1307,), (0.3081,))),
     _idx("fmnist", "apt-get install dataset-fashion-mnist (puts them in /usr/share/datasets/fashion-mnist), "
                    "or get them from https://github.com/zalandoresearch/fashion-mnist into --data-dir",
-         ("/usr/share/datasets/fashion-mnist", "data/fmnist")),
+         ("/usr/share/datasets/fashion-mnist", "data/fmnist"), ((0.0,), (1.0,))),  # ToTensor alone
     DatasetSpec(
         "femnist", (1, 28, 28), 62, ("leaf",),
         layout="LEAF JSON: train/*.json and test/*.json (users, num_samples, user_data), in the folder or its data/",
         how_to_get="generate it with LEAF (github.com/TalwalkarLab/leaf, data/femnist/preprocess.sh) and pass "
                    "the folder holding train/ and test/ as --data-dir",
-        default_dirs=("data/femnist",), natural=True, invert=True),
+        default_dirs=("data/femnist",), natural=True, invert=True),  # inverted, then HALF: (0.5 - x) / 0.5
 )}
 
 

@@ -38,6 +38,9 @@ class FederatedDataset:
     # each client's held-out split for per-client evaluation (holdout.py): client c's are the rows
     # client_holdout[1][client_holdout[0][c]:client_holdout[0][c + 1]] of x_test / y_test
     client_holdout: tuple[np.ndarray, np.ndarray] | None = None
+    # images: the model input of a black pixel, per channel (-mean / std of its normalisation),
+    # which augmentation pads with
+    black: tuple[float, ...] = (-1.0,)
 
     @property
     def train_samples(self) -> int:

@@ -1,6 +1,6 @@
-"""Which training samples each client holds: iid, dirichlet (label skew), shards, or the dataset's
-own users, computed from the labels and a seeded generator; or read from a file (Parquet, or the
-reference's JSON of client id -> sample indices).
+"""Which training samples each client holds: iid, dirichlet (label skew), random shards, the
+reference's non-IID cases, or the dataset's own users, computed from the labels and a seeded
+generator; or read from a file (Parquet, or the reference's JSON of client id -> sample indices).
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import pyarrow.parquet as pq
 from fedmr_ray.errors import ConfigError, one_line
 
 MAX_DIRICHLET_DRAWS = 1000
+REFERENCE_SHARDS = 100  # the reference's num_shards (of 500 CIFAR or 600 (Fashion-)MNIST samples)
+# the reference's non-IID cases 1, 3 and 4 (noniid_ratio_r_label_1): the share of one shard a client holds
+ONE_LABEL = {"one-label": 1.0, "one-label-80": 0.8, "one-label-50": 0.5}
+TWO_LABELS = "two-labels"  # its case 2 (noniid_label_2)
 COLUMNS = ("client_id", "sample_index")  # a partition as a table: one row per (client, sample)
 
 
@@ -61,17 +65,67 @@ def iid_partition(num_samples: int, num_clients: int, rng: np.random.Generator) 
     return Partition(np.arange(num_clients + 1, dtype=np.int64) * size, order.astype(np.int64))
 
 
+def _dealt(by_label: np.ndarray, shards: np.ndarray, size: int) -> Partition:
+    """Client c holds the shards shards[c] (each `size` samples of `by_label`), in turn."""
+    rows = (shards[:, :, None] * size + np.arange(size)).reshape(len(shards), -1)
+    return Partition(np.arange(len(shards) + 1, dtype=np.int64) * rows.shape[1], by_label[rows.ravel()].astype(np.int64))
+
+
 def shard_partition(labels: np.ndarray, num_clients: int, shards_per_client: int,
                     rng: np.random.Generator) -> Partition:
-    """McMahan et al.'s pathological non-IID split, as the reference's noniid cases: the samples
-    sorted by label, cut into clients x shards_per_client equal shards, each client given
-    shards_per_client of them at random; the remainder goes unused."""
+    """Random label shards (McMahan et al.'s pathological non-IID split): the samples sorted by
+    label, cut into clients x shards_per_client equal shards, each client given shards_per_client
+    of them at random, whatever their labels; the remainder goes unused. Not the reference's cases
+    (one_label_partition, two_label_partition)."""
     count = num_clients * shards_per_client
-    size = len(labels) // count
     by_label = np.argsort(labels, kind="stable")
-    shards = rng.permutation(count).reshape(num_clients, shards_per_client)
-    rows = (shards[:, :, None] * size + np.arange(size)).reshape(num_clients, -1)
-    return Partition(np.arange(num_clients + 1, dtype=np.int64) * rows.shape[1], by_label[rows.ravel()].astype(np.int64))
+    return _dealt(by_label, rng.permutation(count).reshape(num_clients, shards_per_client), len(labels) // count)
+
+
+def reference_shards(num_clients: int) -> int:
+    """The shards of the reference's cases: its 100, or one per client where there are more."""
+    return max(REFERENCE_SHARDS, num_clients)
+
+
+def one_label_partition(labels: np.ndarray, num_clients: int, share: float, rng: np.random.Generator) -> Partition:
+    """The reference's non-IID cases 1, 3 and 4 (utils/sampling.py noniid_ratio_r_label_1, share 1,
+    0.8, 0.5): the samples sorted by label, cut into `reference_shards` shards; each client holds
+    the first `share` of a shard of its own, drawn without replacement, and where share < 1,
+    int(N / clients x (1 - share)) samples drawn without replacement from the pool of every shard's
+    rest (N the shards' samples; in floats as the reference: 99 on CIFAR's 100 clients at 0.8)."""
+    shards = reference_shards(num_clients)
+    size = len(labels) // shards
+    by_label = np.argsort(labels, kind="stable")
+    cuts = ((np.arange(shards) + share) * size).astype(np.int64)  # the reference's int((shard + share) * size)
+    own = rng.permutation(shards)[:num_clients]
+    held = [by_label[shard * size:cuts[shard]] for shard in own]
+    if share < 1:
+        pool = np.concatenate([by_label[cuts[shard]:(shard + 1) * size] for shard in range(shards)])
+        each = int(shards * size / num_clients * (1 - share))
+        drawn = pool[rng.permutation(len(pool))[:each * num_clients]].reshape(num_clients, each)
+        held = [np.concatenate([mine, extra]) for mine, extra in zip(held, drawn)]
+    return Partition.from_clients(held)
+
+
+def two_label_partition(labels: np.ndarray, num_clients: int, rng: np.random.Generator) -> Partition:
+    """The reference's non-IID case 2 (utils/sampling.py noniid_label_2): the samples sorted by
+    label, cut into 2 x `reference_shards` half-shards; each client holds one half-shard from the
+    lower half of the labels and one from the upper half, each drawn without replacement."""
+    shards = reference_shards(num_clients)
+    by_label = np.argsort(labels, kind="stable")
+    lower, upper = rng.permutation(shards)[:num_clients], shards + rng.permutation(shards)[:num_clients]
+    return _dealt(by_label, np.stack([lower, upper], axis=1), len(labels) // (2 * shards))
+
+
+def samples_needed(scheme: str, num_clients: int, shards_per_client: int) -> int:
+    """The fewest training samples `scheme` can split among `num_clients` (one each at least)."""
+    if scheme == "shards":
+        return num_clients * shards_per_client
+    if scheme == "one-label":
+        return reference_shards(num_clients)
+    if scheme in ONE_LABEL or scheme == TWO_LABELS:
+        return 2 * reference_shards(num_clients)
+    return num_clients
 
 
 def natural_partition(users: np.ndarray, num_clients: int) -> Partition:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fedmr_ray.errors import ConfigError, one_line
-from fedmr_ray.data.catalog import DatasetSpec
+from fedmr_ray.data.catalog import DatasetSpec, MeanStd
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR10_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
@@ -41,13 +41,15 @@ class Source:
 class Decoded:
     """A dataset as read: pixels and labels, before normalisation and partition. `users`, where
     the dataset has users of its own, are offsets: user u's training samples are rows
-    users[u]:users[u + 1]."""
+    users[u]:users[u + 1], and its test samples rows test_users[u]:test_users[u + 1]; the test
+    rows from test_users[-1] on are those of users without training samples."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     users: np.ndarray | None = None
+    test_users: np.ndarray | None = None
 
 
 def dataset_error(spec: DatasetSpec, where: Path | str, problem: str) -> ConfigError:
@@ -55,14 +57,15 @@ def dataset_error(spec: DatasetSpec, where: Path | str, problem: str) -> ConfigE
                        f"{spec.how_to_get}")
 
 
-def normalise(pixels: np.ndarray) -> np.ndarray:
-    """Model inputs: (x - 0.5) / 0.5 per channel of x in [0, 1], float32, as the reference's
-    ToTensor + Normalize((0.5,) * C, (0.5,) * C)."""
+def normalise(pixels: np.ndarray, mean_std: MeanStd) -> np.ndarray:
+    """Model inputs: (x - mean) / std per channel of x in [0, 1], float32, as torchvision's
+    ToTensor + Normalize(mean, std) (each dataset's: DatasetSpec.normalisation)."""
+    mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in mean_std)
     x = pixels.astype(np.float32)
     if pixels.dtype == np.uint8:
         x /= np.float32(255)
-    x -= np.float32(0.5)
-    x /= np.float32(0.5)
+    x -= mean
+    x /= std
     return x
 
 
@@ -280,11 +283,12 @@ def _leaf_pixels(source: Source, where: Path, values: list) -> np.ndarray:
     return x
 
 
-def _leaf_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pixels, labels, user offsets) of one split, users in sorted order as the reference reads them."""
+def _leaf_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(pixels, labels, user offsets, users) of one split, users in sorted order as the reference
+    reads them (utils/FEMNIST.py read_dir), those without samples left out."""
     where = source.root / split
     users = _leaf_users(source, [f for f in source.files if f.parent.name == split])
-    xs, ys, sizes = [], [], []
+    xs, ys, sizes, names = [], [], [], []
     for user in sorted(users):
         record = users[user]
         if not isinstance(record, dict) or "x" not in record or "y" not in record or len(record["x"]) != len(record["y"]):
@@ -294,11 +298,27 @@ def _leaf_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray, np.
         xs.append(_leaf_pixels(source, where, record["x"]))
         ys.append(np.asarray(record["y"], dtype=np.int64))
         sizes.append(len(record["y"]))
+        names.append(user)
     if not xs:
         raise dataset_error(source.spec, where, "no user has samples")
     if any(x.dtype != np.uint8 for x in xs):
         xs = [normalised_to_unit(x) for x in xs]
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), names
+
+
+def _by_training_user(train_users: list[str], test_users: list[str],
+                      test_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, offsets): the test split's rows in the order of the training users, as the
+    reference reads its test set (each training writer's test samples in turn; utils/FEMNIST.py),
+    then those of the users without training samples; training user u's are rows[offsets[u]:
+    offsets[u + 1]]."""
+    position = {user: i for i, user in enumerate(test_users)}
+    own = [position[user] for user in train_users if user in position]
+    order = own + sorted(set(range(len(test_users))) - set(own))
+    rows = np.concatenate([np.arange(test_offsets[i], test_offsets[i + 1]) for i in order])
+    counts = np.diff(test_offsets)
+    sizes = [counts[position[user]] if user in position else 0 for user in train_users]
+    return rows, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 def normalised_to_unit(pixels: np.ndarray) -> np.ndarray:
@@ -307,11 +327,12 @@ def normalised_to_unit(pixels: np.ndarray) -> np.ndarray:
 
 
 def _decode_leaf(source: Source) -> Decoded:
-    x_train, y_train, users = _leaf_split(source, "train")
-    x_test, y_test, _ = _leaf_split(source, "test")
+    x_train, y_train, users, train_names = _leaf_split(source, "train")
+    x_test, y_test, test_offsets, test_names = _leaf_split(source, "test")
     if x_train.dtype != x_test.dtype:
         x_train, x_test = normalised_to_unit(x_train), normalised_to_unit(x_test)
-    return Decoded(x_train, y_train, x_test, y_test, users)
+    rows, test_users = _by_training_user(train_names, test_names, test_offsets)
+    return Decoded(x_train, y_train, x_test[rows], y_test[rows], users, test_users)
 
 
 _DECODERS: dict[str, Callable[[Source], Decoded]] = {

@@ -153,7 +153,7 @@ class ClientTrainer:
         for rows in batches:
             x, y, weights = self._input(rows)
             if augment is not None:
-                x = augment_batch(x, augment)
+                x = augment_batch(x, augment, pad_value=self.data.black)
             if run is None:
                 loss = weighted_cross_entropy(self.model(x), y, weights)
                 grads = torch.autograd.grad(loss, params)
