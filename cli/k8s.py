@@ -26,7 +26,7 @@ from fedmr_ray.config import ConfigError, DataConfig, RuntimeConfig, SimulationC
 from fedmr_ray.configfile import Sources, all_settings
 from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SLOTS
 from fedmr_ray.data.catalog import dataset_spec
-from fedmr_ray.models import ModelSpec
+from fedmr_ray.models import ModelSpec, model_for
 from fedmr_ray.models.info import model_info
 from fedmr_ray.setup import check
 from fedmr_ray.storage import ACCEPTED, SCHEMES, is_uri
@@ -463,7 +463,8 @@ def warn_object_volume(config: SimulationConfig, head: Head) -> bool:
     """Warn (one line on stderr) where a round's new entries, K models' worth, which the
     coordinator copies to the head, would not fit in the head's object store; whether it warned."""
     spec = dataset_spec(config.data.dataset)
-    model_bytes = sum(model_info(ModelSpec(config.model, spec.num_classes, spec.input_shape)).nbytes)
+    model = ModelSpec(model_for(config.model, spec.name), spec.num_classes, spec.input_shape)
+    model_bytes = sum(model_info(model).nbytes)
     volume = config.cohort_size * model_bytes
     if volume <= head.object_store():
         return False

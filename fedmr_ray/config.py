@@ -302,9 +302,10 @@ class SimulationConfig(Settings):
                                      must="an integer >= 0")
     seed: int = setting(0, "Seed of every random number (data, init, sampling, training, recombination).",
                         panel=RUN, check=_at_least(0), must="an integer >= 0")
-    model: str = setting("mlp", "Model: mlp, cnn, cnn-femnist, resnet20, vgg16 (`fedmr-ray models` lists them with "
-                         "their sizes), or package.module:factory, a factory(num_classes, input_shape) -> nn.Module "
-                         "of your own.", panel=RUN)
+    model: str = setting("mlp", "Model: mlp, cnn (the reference's for the dataset: cnn-mnist on mnist, cnn-femnist "
+                         "on femnist, cnn-cifar elsewhere), cnn-cifar, cnn-mnist, cnn-femnist, resnet20, vgg16 "
+                         "(`fedmr-ray models` lists them with their sizes), or package.module:factory, a "
+                         "factory(num_classes, input_shape) -> nn.Module of your own.", panel=RUN)
     output: str | None = setting(None, "Run directory [default: runs/<timestamp>-<algorithm>].", panel=OUTPUT)
     checkpoint_every: int = setting(0, "Write a checkpoint into the run directory every N rounds (0: only when "
                                     "interrupted with Ctrl-C).", panel=OUTPUT, check=_at_least(0),

@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from fedmr_ray.algorithms.base import Mutation
 from fedmr_ray.models import initial_state
 from fedmr_ray.recombine import recombine
 from fedmr_ray.rng import Stream, generator
@@ -58,7 +59,7 @@ class Backend(Protocol[M]):
 @dataclass(frozen=True)
 class RoundRecord:
     round: int  # rounds completed, 1-based
-    stage: str  # "recombine" or "average": what the server did after training
+    stage: str  # "recombine", "average" or "mutate": what the server did after training
     train_loss: float  # local training loss, weighted by the clients' sample counts
     executors: int  # executors that trained in the round
     server_s: float  # seconds the server step took here (recombining refs, or combining models)
@@ -117,6 +118,8 @@ class Federation(Generic[M]):
         sampling = self.algorithm.sampling(round_index, cfg.cohort_size)
         if sampling is None:
             return sample_cohort(cfg.seed, round_index, len(self.client_sizes), cfg.cohort_size)
+        if sampling.server:
+            return np.asarray(self.backend.call(sampling.fn, [self.server_state[sampling.state]], sampling.kwargs))
         holders = sorted(c for c, state in self.client_state.items() if sampling.state in state)
         states = [self.client_state[c][sampling.state] for c in holders]
         return np.asarray(self.backend.call(sampling.fn, states, {**sampling.kwargs, "clients": holders}))
@@ -139,12 +142,18 @@ class Federation(Generic[M]):
 
         server_start = time.perf_counter()
         step = self.algorithm.server_step(r, sizes, generator(cfg.seed, Stream.RECOMBINE, r))
+        server_state = dict(self.server_state)
+        server_model = None  # the sum of the trained models by step.weights, where the step takes it
         if step.perms is not None:
             models = recombine(trained, step.perms)
+        elif step.mutation is not None:
+            server_model = self.backend.combine(list(zip(step.weights, trained)))
+            models = self._mutate(step.mutation, server_model)
+            server_state[step.mutation.state] = server_model
         else:
             start = [(step.keep, self.models[0])] if step.keep else []
-            models = [self.backend.combine(start + list(zip(step.weights, trained)))] * step.copies
-        server_state = dict(self.server_state)
+            server_model = self.backend.combine(start + list(zip(step.weights, trained)))
+            models = [server_model] * step.copies
         for name, update in step.state.items():
             terms = [(update.keep, server_state[name])]
             terms += [(w, state[name]) for w, state in zip(update.after, after)]
@@ -155,15 +164,16 @@ class Federation(Generic[M]):
             heads = [[model[e] for e in task.entries] for model in trained]
             server_state[task.state] = self.backend.run(task.fn, server_state[task.state], heads, task.kwargs)
         uploads = 1 + sum(1 for update in step.state.values() if np.any(update.after))
-        record = RoundRecord(r + 1, "recombine" if step.perms is not None else "average", train_loss,
+        stage = "recombine" if step.perms is not None else "mutate" if step.mutation is not None else "average"
+        record = RoundRecord(r + 1, stage, train_loss,
                              self.backend.workers, time.perf_counter() - server_start, tuple(results),
                              len(jobs) * self.down_bytes, len(jobs) * uploads * self.model_bytes)
         global_model = None
         per_client = cfg.client_eval_every and ((r + 1) % cfg.client_eval_every == 0 or r + 1 == cfg.rounds)
         if cfg.is_eval_round(r) or per_client:
             weights = self.algorithm.global_weights(sizes)
-            if weights is None or (step.perms is None and not step.keep and np.array_equal(weights, step.weights)):
-                global_model = models[0]  # the server's model is the global one
+            if weights is None or (server_model is not None and not step.keep and np.array_equal(weights, step.weights)):
+                global_model = server_model  # the server's model is the global one
             else:
                 global_model = self.backend.combine(list(zip(weights, trained)))
         if cfg.is_eval_round(r):
@@ -186,6 +196,16 @@ class Federation(Generic[M]):
             self.last_record = record
             self.round += 1
         return record
+
+    def _mutate(self, mutation: Mutation, center: M) -> list[M]:
+        """The K models of a Mutation around `center`, entry by entry from one combination of
+        the center and the previous global model per distinct coefficient."""
+        previous = self.server_state.get(mutation.state, self.models[0])
+        variants = {}
+        for value in np.unique(mutation.coefficients).tolist():
+            scale = mutation.radius * value
+            variants[value] = center if scale == 0 else self.backend.combine([(1 + scale, center), (-scale, previous)])
+        return [[variants[value][e] for e, value in enumerate(row)] for row in mutation.coefficients.tolist()]
 
     def snapshot(self) -> Snapshot[M]:
         """The state a run continues from: what a checkpoint holds."""

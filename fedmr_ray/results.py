@@ -49,7 +49,7 @@ PROVENANCE = "provenance"  # config.json's key for what is not configuration (a 
 METRICS_SCHEMA = pa.schema([
     ("round", pa.int64()),  # rounds completed, 1-based
     ("algorithm", pa.string()),
-    ("stage", pa.string()),  # what the server did: "recombine" or "average"
+    ("stage", pa.string()),  # what the server did: "recombine", "average" or "mutate" (FedMut)
     ("clients", pa.int64()),  # clients sampled (and trained) in the round
     ("samples", pa.int64()),  # their training samples
     ("train_loss", pa.float64()),  # their local training loss, weighted by their samples
@@ -187,10 +187,10 @@ def build_module(config: SimulationConfig, state: dict[str, Any]):
     import torch
 
     from fedmr_ray.data.catalog import dataset_spec
-    from fedmr_ray.models import ModelSpec
+    from fedmr_ray.models import ModelSpec, model_for
 
     dataset = dataset_spec(config.data.dataset)
-    module = ModelSpec(config.model, dataset.num_classes, dataset.input_shape).build()
+    module = ModelSpec(model_for(config.model, dataset.name), dataset.num_classes, dataset.input_shape).build()
     module.load_state_dict({name: torch.as_tensor(np.asarray(value)) for name, value in state.items()})
     return module.eval()
 

@@ -8,14 +8,22 @@ import torch
 import torch.nn.functional as F
 
 from fedmr_ray.algorithms.base import weighted_sum
-from fedmr_ray.algorithms.clusamp import clustered_sample, cut_tree, sampling_distributions
+from fedmr_ray.algorithms.clusamp import (
+    CluSamp,
+    UpdateRule,
+    clustered_sample,
+    cut_tree,
+    sampling_distributions,
+    similarity_sample,
+    update_similarity,
+)
 from fedmr_ray.algorithms.fedavg import FedAvg
 from fedmr_ray.algorithms.fedgen import SETTINGS, build_generator, train_generator
 from fedmr_ray.algorithms.fedmr import FedMR
 from fedmr_ray.algorithms.fedprox import ProximalRule
 from fedmr_ray.algorithms.moon import ContrastiveRule
 from fedmr_ray.algorithms.scaffold import CLIP_NORM, WEIGHT_DECAY, ControlVariateRule, Scaffold
-from fedmr_ray.config import AlgorithmConfig, SimulationConfig
+from fedmr_ray.config import AlgorithmConfig, SimulationConfig, TrainConfig
 from fedmr_ray.setup import prepare
 
 
@@ -61,6 +69,12 @@ def test_make_algorithm_builds_each_with_its_settings():
     assert context("moon").local.mu == 5.0 and context("moon").local.temperature == 0.5
     scaffold = context("scaffold", server_lr=0.5)
     assert scaffold.local.param_entries == (0, 1, 2, 3, 4, 5) and scaffold.server_lr == 0.5
+    sizes = prepare(SimulationConfig(clients=10, fraction=0.3)).data.client_sizes()
+    # the reference's: c / w_i with w_i = n_i / sum(n) x N, no weight decay; the paper's: neither
+    assert (scaffold.local.total, scaffold.local.clients, scaffold.local.weight_decay) == (sizes.sum(), 10, 0.0)
+    assert scaffold.total_size == sizes.sum()
+    paper = context("scaffold", scaffold_variant="paper")
+    assert (paper.local.total, paper.local.weight_decay, paper.total_size) == (None, WEIGHT_DECAY, None)
     assert [c.shape for c in scaffold.initial_server_state()["control"]] == [(128, 60), (128,), (64, 128), (64,),
                                                                               (10, 64), (10,)]
     assert context("fedindep").num_server_models(7) == 7
@@ -86,13 +100,17 @@ def test_fedprox_gradient_is_cross_entropys_plus_mu_times_the_distance_to_the_gl
         assert torch.allclose(a, c + mu * (p - g), atol=1e-7)
 
 
-def test_scaffold_corrects_gradients_by_the_control_variates_then_clips_as_the_reference():
-    params = [torch.zeros(3, requires_grad=True), torch.ones(2, requires_grad=True)]
+def scaffold_run(params, samples=0):
     server = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 2.0])]
     own = [torch.tensor([0.5, 0.0, 0.0]), torch.tensor([0.0, 0.0])]
-    run = SimpleNamespace(params=params, start_params=[p.detach() for p in params], scratch={},
-                          server={"control": server}, client={"control": own})
-    rule = ControlVariateRule((0, 1))
+    return SimpleNamespace(params=params, start_params=[p.detach() for p in params], scratch={}, samples=samples,
+                           server={"control": server}, client={"control": own})
+
+
+def test_scaffold_paper_corrects_gradients_by_c_minus_c_i_then_clips_and_decays():
+    params = [torch.zeros(3, requires_grad=True), torch.ones(2, requires_grad=True)]
+    run = scaffold_run(params)
+    rule = ControlVariateRule((0, 1), weight_decay=WEIGHT_DECAY)
     rule.start(run)
     grads = rule.grads(run, [torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0])])
     # g + c - c_i = [0.5, 1, 0], [0, 2] has norm < 10: not clipped; then + 1e-5 w
@@ -102,20 +120,94 @@ def test_scaffold_corrects_gradients_by_the_control_variates_then_clips_as_the_r
     assert torch.linalg.vector_norm(torch.cat([big[0], big[1] - WEIGHT_DECAY])) == pytest.approx(CLIP_NORM, rel=1e-5)
 
 
+def test_scaffold_reference_corrects_gradients_by_c_over_w_i_minus_c_i_then_clips():
+    params = [torch.zeros(3, requires_grad=True), torch.ones(2, requires_grad=True)]
+    # 100 of the 200 samples of 4 clients: w_i = 100 / 200 x 4 = 2, so c / w_i = [0.5, 0, 0], [0, 1]
+    run = scaffold_run(params, samples=100)
+    rule = ControlVariateRule((0, 1), total=200.0, clients=4)
+    rule.start(run)
+    assert [c.tolist() for c in run.scratch["correction"]] == [[0.0, 0.0, 0.0], [0.0, 1.0]]
+    grads = rule.grads(run, [torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0])])
+    assert [g.tolist() for g in grads] == [[0.0, 1.0, 0.0], [0.0, 1.0]]  # no weight decay
+    big = rule.grads(run, [torch.tensor([0.0, 0.0, 0.0]), torch.tensor([0.0, 29.0])])  # [0, 30]: clipped to 10
+    assert [g.tolist() for g in big] == [[0.0, 0.0, 0.0], [0.0, pytest.approx(10.0, rel=1e-6)]]
+
+
+def test_scaffold_local_rule_is_the_references_loss_term_clip_and_sgd():
+    """One client's local training with the rule against the reference's LocalUpdate_Scaffold
+    written out: loss = cross-entropy + sum(params x (c / w_i - c_i)), backward, clip_grad_norm_(10),
+    torch.optim.SGD(lr, momentum); then c_i+ = c_i - c + (x - y) / (K lr)."""
+    from fedmr_ray.data import make_synthetic
+    from fedmr_ray.models import ModelSpec, initial_state
+    from fedmr_ray.models.info import model_info
+    from fedmr_ray.train import ClientTrainer, TrainJob
+
+    torch.set_num_threads(1)
+    data = make_synthetic(6, seed=2)
+    spec = ModelSpec("mlp", data.num_classes, data.input_shape)
+    info, config = model_info(spec), TrainConfig(local_epochs=2, batch_size=10, lr=0.05, momentum=0.5)
+    start = initial_state(spec, 2)
+    rng = np.random.default_rng(0)
+    server = [(3.0 * rng.normal(size=e.shape)).astype(np.float32) for e in start]  # large: clipping applies
+    own = [rng.normal(size=e.shape).astype(np.float32) for e in start]
+    sizes = data.client_sizes()
+    client = 3
+    trainer = ClientTrainer(spec, data, config, seed=2, local=ControlVariateRule(
+        tuple(range(len(start))), total=float(sizes.sum()), clients=len(sizes)))
+    job = TrainJob(0, client, 1)
+    trained = trainer.train(job, start, {"control": own}, {"control": server})
+
+    model = spec.build()
+    model.load_state_dict({n: torch.as_tensor(e) for n, e in zip(info.names, start)})
+    w_i = sizes[client] / sizes.sum() * len(sizes)
+    diff = torch.cat([torch.as_tensor(-c_i + c / w_i).reshape(-1) for c_i, c in zip(own, server)])
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    x_all, y_all = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    batches = trainer.batches(job, data.client_rows(client))
+    for rows in batches:
+        index = torch.as_tensor(rows)
+        loss = F.cross_entropy(model(x_all[index]), y_all[index])
+        loss = loss + torch.sum(torch.cat([p.reshape(-1) for p in model.parameters()]) * diff)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10)
+        optimizer.step()
+    expected = [p.detach().numpy() for p in model.parameters()]
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(trained.entries, expected))
+    control = [c_i - c + (x - y) / (len(batches) * config.lr) for c_i, c, x, y in zip(own, server, start, expected)]
+    assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(trained.state["control"], control))
+
+
 def test_scaffold_control_variate_update_is_option_two():
     info = SimpleNamespace(zeros=lambda: [np.zeros(2, np.float32)], names=("w",))
     start = torch.tensor([1.0, 1.0])
     run = SimpleNamespace(params=[torch.tensor([0.8, 1.1])], start_params=[start], scratch={}, steps=4,
                           config=SimpleNamespace(lr=0.05), info=info,
                           server={"control": [torch.tensor([0.2, 0.0])]}, client={"control": [torch.tensor([0.1, 0.3])]})
-    new = ControlVariateRule((0,)).finish(run)["control"][0]
-    # c_i+ = c_i - c + (x - y) / (K lr) = [0.1 - 0.2 + 0.2 / 0.2, 0.3 - 0 - 0.1 / 0.2]
-    assert np.allclose(new, [0.9, -0.2])
+    # the same in both variants: c_i+ = c_i - c + (x - y) / (K lr) = [0.1 - 0.2 + 0.2 / 0.2, 0.3 - 0 - 0.1 / 0.2]
+    for rule in (ControlVariateRule((0,)), ControlVariateRule((0,), total=10.0, clients=2)):
+        assert np.allclose(rule.finish(run)["control"][0], [0.9, -0.2])
+
+
+def test_scaffold_paper_server_step_is_the_mean_update_and_c_plus_the_mean_change():
     step = Scaffold(num_clients=20, server_lr=0.5, initial_control=(), local=None).server_step(
         0, np.array([5.0, 15.0]), np.random.default_rng(0))
     assert step.keep == 0.5 and np.allclose(step.weights, [0.25, 0.25])  # x + 0.5 mean(y_i - x)
     update = step.state["control"]  # c + (1/N) sum(c_i+ - c_i)
     assert update.keep == 1.0 and np.allclose(update.after, 1 / 20) and np.allclose(update.before, -1 / 20)
+
+
+def test_scaffold_reference_server_step_weighs_models_and_control_variates_by_samples():
+    algorithm = Scaffold(num_clients=4, server_lr=1.0, initial_control=(), local=None, total_size=200.0)
+    step = algorithm.server_step(0, np.array([50.0, 150.0]), np.random.default_rng(0))
+    assert step.keep == 0.0 and step.weights.tolist() == [0.25, 0.75]  # the reference's Aggregation(w, lens)
+    # c + (1/N) sum_i w_i (c_i+ - c_i), w_i = n_i / sum(n) x N: n_i / sum(n) over every client's samples
+    update = step.state["control"]
+    assert update.keep == 1.0 and update.after.tolist() == [0.25, 0.75] and update.before.tolist() == [-0.25, -0.75]
+    half = Scaffold(num_clients=4, server_lr=0.5, initial_control=(), local=None, total_size=400.0).server_step(
+        0, np.array([50.0, 150.0]), np.random.default_rng(0))
+    assert half.keep == 0.5 and half.weights.tolist() == [0.125, 0.375] and half.state["control"].after.tolist() == [
+        0.125, 0.375]
 
 
 def test_moon_loss_is_mu_times_the_contrastive_cross_entropy():
@@ -193,3 +285,55 @@ def test_a_client_heavier_than_a_draw_spans_several_distributions():
     weights = np.array([0.7, 0.1, 0.1, 0.1])  # m = 3: the first holds 2.1 draws' worth
     rows = sampling_distributions([[0], [1, 2], [3]], weights, 3, np.random.default_rng(0))
     assert np.allclose(rows.sum(axis=1), 1.0) and np.allclose(rows.sum(axis=0), weights * 3)
+
+
+def test_clusamp_reference_updates_only_the_rounds_clients_against_its_last_one():
+    # five clients; the round's cohort 4, 1, 2 trained models of two parameter entries each
+    trained = [[np.array([1.0, 2.0], np.float32), np.array([0.5], np.float32)],
+               [np.array([0.0, 4.0], np.float32), np.array([-0.5], np.float32)],
+               [np.array([3.0, 2.0], np.float32), np.array([0.5], np.float32)]]
+    before = np.zeros((5, 5))
+    before[2, 4] = 7.0  # from an earlier round
+    state = [before]
+    cohort = np.array([4, 1, 2])
+    slip = update_similarity(state, trained, cohort=cohort, every_pair=False)[0]
+    expected = before.copy()
+    expected[4, 2] = 2.0 + 0.0 + 0.0  # |1 - 3| + |2 - 2| + |0.5 - 0.5|
+    expected[1, 2] = 3.0 + 2.0 + 1.0
+    assert np.array_equal(slip, expected)  # [2, 4] kept: the matrix is not symmetric
+    assert np.array_equal(state[0], before)  # a new matrix, the state untouched
+    fixed = update_similarity(state, trained, cohort=cohort, every_pair=True)[0]
+    expected[2, 4], expected[4, 1], expected[1, 4], expected[2, 1] = 2.0, 4.0, 4.0, 6.0
+    assert np.array_equal(fixed, expected) and np.array_equal(fixed, fixed.T)
+    # a client drawn twice counts with its last update
+    twice = update_similarity([np.zeros((5, 5))], trained, cohort=np.array([2, 1, 2]), every_pair=False)[0]
+    assert twice[1, 2] == 6.0 and twice[2, 2] == 0.0 and np.count_nonzero(twice) == 1
+
+
+def test_clusamp_reference_clusters_the_rows_of_its_matrix_as_observations():
+    # six clients of equal size whose rows (not symmetric: no distance matrix) come in three pairs
+    rows = [np.zeros(6), np.eye(6)[1] * 50, np.eye(6)[4] * 50]
+    matrix = np.array([rows[c // 2] + 0.01 * c for c in range(6)])
+    for round_index in range(20):
+        cohort = similarity_sample([[matrix]], sizes=np.full(6, 50), cohort_size=3, seed=1, round_index=round_index)
+        assert sorted(c // 2 for c in cohort) == [0, 1, 2]
+
+
+def test_clusamp_variants_keep_their_state_and_average_as_said():
+    sizes = np.array([10.0, 30.0, 60.0])
+    params = (0, 2)
+    reference = CluSamp(sizes, 0, "reference", params)
+    assert reference.local is None
+    assert np.array_equal(reference.initial_server_state()["similarity"][0], np.zeros((3, 3)))
+    sampling = reference.sampling(4, 2)
+    assert sampling.server and sampling.state == "similarity" and sampling.fn is similarity_sample
+    step = reference.server_step(4, np.array([10.0, 30.0]), np.random.default_rng(0))
+    assert step.weights.tolist() == [0.25, 0.75]  # the reference's Aggregation(w_locals, lens)
+    task = reference.server_task(4, np.array([2, 0]))
+    assert task.fn is update_similarity and task.entries == params and task.kwargs["every_pair"] is False
+    assert CluSamp(sizes, 0, "reference-fixed", params).server_task(4, np.array([2, 0])).kwargs["every_pair"] is True
+    paper = CluSamp(sizes, 0, "paper", params)
+    assert isinstance(paper.local, UpdateRule) and paper.initial_server_state() == {}
+    assert paper.server_task(4, np.array([2, 0])) is None and not paper.sampling(4, 2).server
+    assert paper.server_step(4, np.array([10.0, 30.0]), np.random.default_rng(0)).weights.tolist() == [0.5, 0.5]
+    assert context("clusamp").variant == "reference" and context("clusamp").param_entries == (0, 1, 2, 3, 4, 5)

@@ -23,7 +23,7 @@ def with_(config, **changes):
     return SimulationConfig(**{**config.__dict__, **changes})
 
 
-@pytest.mark.parametrize("algorithm", ["fedmr", "scaffold", "moon"])
+@pytest.mark.parametrize("algorithm", ["fedmr", "scaffold", "moon", "clusamp", "fedmut"])
 def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, algorithm):
     config = with_(BASE, algorithm=AlgorithmConfig(algorithm))
     whole = simulate(with_(config, output=str(tmp_path / "whole")), serial=True)
@@ -31,8 +31,10 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path
     simulate(first, serial=True)
     checkpoint = read_checkpoint(tmp_path / "split", first)
     assert checkpoint.snapshot.round == 3 and len(checkpoint.history) == 3
-    if algorithm != "fedmr":
+    if algorithm in ("scaffold", "moon"):
         assert checkpoint.snapshot.clients  # per-client state (control variates, previous models) is kept
+    if algorithm == "clusamp":
+        assert checkpoint.snapshot.server["similarity"][0].any()  # and the server's (CluSamp's distances)
     resumed = simulate(with_(config, output=str(tmp_path / "split")), serial=True, resume=tmp_path / "split")
     assert results(resumed) == results(whole)
     assert results(read_metrics(tmp_path / "split")) == results(read_metrics(tmp_path / "whole"))

@@ -33,6 +33,20 @@ BAD = [
                                         "shards, one-label, two-labels, one-label-80, one-label-50, natural")),
     (["--tensorboard", "/proc/fedmr/tb"], "--tensorboard /proc/fedmr/tb: cannot create it (/proc is not a writable"),
     (["--tensorboard", "tb", "--seeds", "0,1"], "--tensorboard tb: not with --seeds"),
+    (["--algorithm", "scaffold", "--scaffold-variant", "karimireddy"],
+     "--scaffold-variant 'karimireddy': must be reference or paper"),
+    (["--algorithm", "clusamp", "--clusamp-variant", "fixed"],
+     "--clusamp-variant 'fixed': must be reference, reference-fixed or paper"),
+    (["--algorithm", "fedmut", "--radius", "-1"], "--radius -1.0: must be a number >= 0"),
+    (["--algorithm", "fedmut", "--mut-acc-rate", "1.5"], "--mut-acc-rate 1.5: must be a number in [0, 1]"),
+    (["--algorithm", "fedmut", "--mut-bound", "0"], "--mut-bound 0: must be an integer >= 1"),
+    (["--algorithm", "fedmr", "--radius", "2"], "--radius: not a setting of algorithm fedmr"),
+    (["--algorithm", "fedavg", "--scaffold-variant", "paper"],
+     "--scaffold-variant: not a setting of algorithm fedavg (it has no settings of its own)"),
+    (["--model", "vgg16"], ("--model vgg16: needs 32x32 images (cifar) or 1x28x28 ones (femnist, mnist, fmnist), "
+                            "not input of shape 60 (--dataset synthetic)")),
+    (["--dataset", "cifar10", "--model", "cnn-mnist"], ("--model cnn-mnist: needs 1x28x28 images (femnist, mnist, "
+                                                        "fmnist), not input of shape 3x32x32 (--dataset cifar10)")),
 ]
 
 

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from fedmr_ray.config import AlgorithmConfig, SimulationConfig, TrainConfig
@@ -130,8 +131,10 @@ def test_clients_trained_together_get_the_numbers_of_clients_trained_one_by_one(
         assert all(np.array_equal(a, b) for a, b in zip(trained.entries, expected.entries))
 
 
-def test_scaffold_keeps_a_control_variate_per_trained_client_and_moves_the_servers_by_their_mean_change():
-    federation, backend, _ = make_federation(AlgorithmConfig("scaffold"), clients=12, fraction=0.25)
+@pytest.mark.parametrize("variant", ["reference", "paper"])
+def test_scaffold_keeps_a_control_variate_per_trained_client_and_moves_the_servers_by_their_change(variant):
+    federation, backend, data = make_federation(AlgorithmConfig("scaffold", scaffold_variant=variant), clients=12,
+                                                fraction=0.25)
     n = federation.config.clients
     server_before = federation.server_state["control"]
     assert all(not c.any() for c in server_before)
@@ -139,12 +142,43 @@ def test_scaffold_keeps_a_control_variate_per_trained_client_and_moves_the_serve
     cohort = [job.client for job in backend.jobs]
     assert sorted(federation.client_state) == sorted(cohort)  # state only for clients that trained
     new = [federation.client_state[c]["control"] for c in cohort]
+    sizes = data.client_sizes().astype(np.float64)
+    # the reference's: c + sum_i (n_i / sum(n)) c_i+ and the sample-weighted mean; the paper's: c + sum_i
+    # c_i+ / N and the unweighted mean (server_lr 1); c_i was zero before
+    weights = sizes[cohort] / sizes.sum() if variant == "reference" else np.full(len(cohort), 1 / n)
+    means = sizes[cohort] / sizes[cohort].sum() if variant == "reference" else np.full(len(cohort), 1 / len(cohort))
     for e, server in enumerate(federation.server_state["control"]):
-        expected = server_before[e] + sum(c[e] for c in new) / n  # c_i was zero before
+        expected = server_before[e] + sum(w * c[e] for w, c in zip(weights, new))
         assert np.allclose(server, expected, atol=1e-7)
-    # the model moved by the mean update (server_lr 1): the unweighted mean of the trained models
     for e, entry in enumerate(federation.models[0]):
-        assert np.allclose(entry, np.mean([m[e] for m in backend.trained], axis=0), atol=1e-6)
+        assert np.allclose(entry, sum(w * m[e] for w, m in zip(means, backend.trained)), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["reference", "reference-fixed"])
+def test_clusamp_reference_keeps_l1_distances_of_the_rounds_updates_and_averages_by_samples(variant):
+    federation, backend, data = make_federation(AlgorithmConfig("clusamp", clusamp_variant=variant), clients=12,
+                                                fraction=0.25)
+    start = federation.models[0]
+    federation.step()
+    assert federation.client_state == {}  # no client state: the server keeps the matrix
+    cohort = [job.client for job in backend.jobs]
+    params = federation.info.param_entries
+    last = {client: slot for slot, client in enumerate(cohort)}
+
+    def l1(i, j):  # between the two clients' updates, over the parameters, as the reference's get_similarity
+        a, b = backend.trained[last[i]], backend.trained[last[j]]
+        return sum(np.abs((a[e] - start[e]) - (b[e] - start[e])).sum(dtype=np.float64) for e in params)
+
+    matrix = federation.server_state["similarity"][0]
+    pairs = ({(i, j) for i in cohort for j in cohort if i != j} if variant == "reference-fixed"
+             else {(i, cohort[-1]) for i in cohort if i != cohort[-1]})
+    assert {tuple(int(v) for v in ij) for ij in zip(*np.nonzero(matrix))} == pairs
+    assert all(matrix[i, j] == pytest.approx(l1(i, j), rel=1e-5) for i, j in pairs)
+    sizes = data.client_sizes()[cohort].astype(np.float64)
+    for e, entry in enumerate(federation.models[0]):
+        assert np.allclose(entry, sum(w * m[e] for w, m in zip(sizes / sizes.sum(), backend.trained)), atol=1e-6)
+    federation.step()  # the next cohort is drawn from the matrix
+    assert federation.round == 2
 
 
 def test_fedindep_never_mixes_models():

@@ -49,10 +49,14 @@ def test_small_odd_and_strided_inputs_take_torchs_kernel():
 
 def test_the_models_2x2_pools_are_swapped_and_no_other():
     spec = {name: ModelSpec(name, 10, shape) for name, shape in
-            [("cnn", (1, 28, 28)), ("cnn-femnist", (1, 28, 28)), ("vgg16", (3, 32, 32)), ("resnet20", (1, 28, 28)),
-             ("mlp", (60,))]}
+            [("cnn", (1, 28, 28)), ("cnn-femnist", (1, 28, 28)), ("cnn-mnist", (1, 28, 28)), ("vgg16", (3, 32, 32)),
+             ("resnet20", (1, 28, 28)), ("mlp", (60,))]}
     counts = {name: use_fast_pools(s.build()) for name, s in spec.items()}
-    assert counts == {"cnn": 1, "cnn-femnist": 1, "vgg16": 5, "resnet20": 0, "mlp": 0}
+    assert counts == {"cnn": 1, "cnn-femnist": 1, "cnn-mnist": 1, "vgg16": 5, "resnet20": 0, "mlp": 0}
+    vgg_mnist = ModelSpec("vgg16", 10, (1, 28, 28)).build()
+    assert use_fast_pools(vgg_mnist) == 1  # its last pool; the two of stride 1 stay torch's
+    assert [type(m) for m in vgg_mnist.features if isinstance(m, nn.MaxPool2d)] == [nn.MaxPool2d, nn.MaxPool2d,
+                                                                                    FastMaxPool2d]
     model = spec["cnn"].build()
     use_fast_pools(model)
     assert isinstance(model.pool, FastMaxPool2d) and not isinstance(model.conv1, FastMaxPool2d)

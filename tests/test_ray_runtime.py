@@ -20,7 +20,7 @@ SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, clien
                          train=TrainConfig(local_epochs=1))
 
 
-@pytest.mark.parametrize("algorithm", ["fedmr", "fedavg"])
+@pytest.mark.parametrize("algorithm", ["fedmr", "fedavg", "clusamp", "fedmut"])  # clusamp: a sampler and a server task; fedmut: mutations
 def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorithm):
     config = SimulationConfig(**{**SMALL.__dict__, "algorithm": AlgorithmConfig(algorithm)})
     one = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=1)}))
@@ -37,7 +37,7 @@ def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorit
     assert client_results(one.clients) == client_results(two.clients) == client_results(serial.clients)
     assert set(two.clients.column("executor").to_pylist()) <= {"executor-0", "executor-1"}
     stages = {row["stage"] for row in one}
-    assert stages == ({"recombine"} if algorithm == "fedmr" else {"average"})
+    assert stages == {{"fedmr": "recombine", "fedmut": "mutate"}.get(algorithm, "average")}
 
 
 def test_plan_executors_follows_resources_and_cohort():

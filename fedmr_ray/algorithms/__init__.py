@@ -33,6 +33,7 @@ BUILTIN = {
     "fedgen": "fedmr_ray.algorithms.fedgen",
     "clusamp": "fedmr_ray.algorithms.clusamp",
     "fedindep": "fedmr_ray.algorithms.fedindep",
+    "fedmut": "fedmr_ray.algorithms.fedmut",
 }
 ALGORITHMS = tuple(BUILTIN)
 

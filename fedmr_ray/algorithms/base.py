@@ -56,16 +56,31 @@ class StateUpdate:
 
 
 @dataclass(frozen=True)
+class Mutation:
+    """K models mutated around the global model g = sum_i weights[i] x trained[i] (FedMut): model
+    j's entry e is g[e] + radius x coefficients[j, e] x (g[e] - p[e]), where p is the global model
+    of the round before (the server state `state`; before the first round's, the model the
+    clients started from); g becomes that state. The coefficients take a few values: each is
+    one combination of g and p, from which the models pick their entries."""
+
+    coefficients: np.ndarray  # (K, L)
+    radius: float
+    state: str = "global"
+
+
+@dataclass(frozen=True)
 class ServerStep:
-    """What becomes of the K trained models: recombined by `perms` ((L, K), see recombine.py), or
-    replaced by `copies` copies of keep x (the model they started from) + sum_i weights[i] x
-    trained[i]; and how the server state follows from the clients' states."""
+    """What becomes of the K trained models: recombined by `perms` ((L, K), see recombine.py),
+    mutated around their weighted sum (`mutation`, with `weights`), or replaced by `copies`
+    copies of keep x (the model they started from) + sum_i weights[i] x trained[i]; and how the
+    server state follows from the clients' states."""
 
     perms: np.ndarray | None = None
     weights: np.ndarray | None = None
     keep: float = 0.0
     copies: int = 1
     state: dict[str, StateUpdate] = field(default_factory=dict)
+    mutation: Mutation | None = None
 
 
 @dataclass(frozen=True)
@@ -84,11 +99,12 @@ class ServerTask:
 class Sampling:
     """A cohort drawn by a function of the clients' stored states (CluSamp): run where the data
     is, as fn(states, clients, **kwargs) -> cohort, where states[i] is client clients[i]'s state
-    `state`, for every client that has one."""
+    `state`, for every client that has one; where `server`, as fn([server state `state`], **kwargs)."""
 
     fn: Callable[..., np.ndarray]
     state: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    server: bool = False
 
 
 class Algorithm:

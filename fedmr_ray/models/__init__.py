@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fedmr_ray.errors import ConfigError, SettingError, one_line
-from fedmr_ray.models.cnn import cnn, cnn_femnist
+from fedmr_ray.models.cnn import cnn, cnn_femnist, cnn_mnist
 from fedmr_ray.models.mlp import mlp
 from fedmr_ray.models.resnet import resnet20
 from fedmr_ray.models.vgg import vgg16
@@ -29,9 +29,18 @@ if TYPE_CHECKING:
 Factory = Callable[[int, tuple[int, ...]], nn.Module]
 
 MODELS: dict[str, Factory] = {
-    "mlp": mlp, "cnn": cnn, "cnn-femnist": cnn_femnist, "resnet20": resnet20, "vgg16": vgg16,
+    "mlp": mlp, "cnn": cnn, "cnn-cifar": cnn, "cnn-mnist": cnn_mnist, "cnn-femnist": cnn_femnist,
+    "resnet20": resnet20, "vgg16": vgg16,
 }
 CUSTOM = "package.module:factory"
+# The reference's main_fed.py picks its `cnn` by dataset: CNNMnist on MNIST, CNNFashionMnist on
+# FEMNIST, CNNCifar elsewhere. `--model cnn` does the same; `cnn-cifar` is CNNCifar on any dataset.
+BY_DATASET = {("cnn", "mnist"): "cnn-mnist", ("cnn", "femnist"): "cnn-femnist"}
+
+
+def model_for(name: str, dataset: str) -> str:
+    """The registry's model that `--model name` builds on this dataset."""
+    return BY_DATASET.get((name, dataset), name)
 
 
 def _custom_factory(name: str) -> Factory:
@@ -122,7 +131,7 @@ def parameter_count(spec: ModelSpec) -> int:
 def check_model(name: str, dataset: DatasetSpec) -> int:
     """The model's parameter count on this dataset, or a ConfigError where it cannot take its input."""
     try:
-        return parameter_count(ModelSpec(name, dataset.num_classes, dataset.input_shape))
+        return parameter_count(ModelSpec(model_for(name, dataset.name), dataset.num_classes, dataset.input_shape))
     except SettingError as err:
         if name in MODELS:  # a shape mismatch: say which dataset gave the shape
             raise SettingError("model", "--model", name, f"{err.problem} (--dataset {dataset.name})",

@@ -1,5 +1,6 @@
 """The reference's small CNNs (HMHelloWorld/FedMR models/Nets.py): CNNCifar, here for any image
-size, and CNNFashionMnist, which the reference trains on FEMNIST."""
+size, CNNFashionMnist, which the reference trains on FEMNIST, and CNNMnist, which it trains on
+MNIST."""
 
 from __future__ import annotations
 
@@ -38,17 +39,19 @@ class CNN(nn.Module):
         return self.fc3(x)
 
 
-class FemnistCNN(nn.Module):
-    """conv 1->16 5x5, max-pool, ReLU, conv 16->32 5x5, max-pool, ReLU, FC 512 -> 256 -> classes:
-    the reference's CNNFashionMnist (its Dropout2d is declared but never applied, so not here)."""
+class PoolFirstCNN(nn.Module):
+    """conv 1->a 5x5, max-pool, ReLU, conv a->b 5x5, max-pool, ReLU, FC 16b -> hidden -> classes, on
+    1x28x28 images: the reference's CNNFashionMnist (a, b, hidden = 16, 32, 256; its Dropout2d is
+    declared but never applied, so not here), which it trains on FEMNIST, and its CNNMnist (20, 50,
+    50), which it trains on MNIST."""
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, channels: tuple[int, int], hidden: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, kernel_size=5)
-        self.conv2 = nn.Conv2d(16, 32, kernel_size=5)
+        self.conv1 = nn.Conv2d(1, channels[0], kernel_size=5)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], kernel_size=5)
         self.pool = nn.MaxPool2d(2)  # the reference's F.max_pool2d(x, 2), as a module: see models/maxpool.py
-        self.fc1 = nn.Linear(512, 256)
-        self.fc2 = nn.Linear(256, num_classes)
+        self.fc1 = nn.Linear(16 * channels[1], hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.pool(self.conv1(x)))
@@ -62,7 +65,13 @@ def cnn(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     return CNN(input_shape, num_classes)
 
 
-def cnn_femnist(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    require_image("cnn-femnist", input_shape, "1x28x28 images (femnist, mnist, fmnist)",
-                  lambda c, h, w: (c, h, w) == (1, 28, 28))
-    return FemnistCNN(num_classes)
+def _pool_first(name: str, channels: tuple[int, int], hidden: int):
+    def factory(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        require_image(name, input_shape, "1x28x28 images (femnist, mnist, fmnist)",
+                      lambda c, h, w: (c, h, w) == (1, 28, 28))
+        return PoolFirstCNN(num_classes, channels, hidden)
+    return factory
+
+
+cnn_femnist = _pool_first("cnn-femnist", (16, 32), 256)
+cnn_mnist = _pool_first("cnn-mnist", (20, 50), 50)

@@ -22,6 +22,11 @@ class ModelInfo:
     representation_dim: int  # its input width: the representation MOON and FedGen work on
 
     @property
+    def param_entries(self) -> tuple[int, ...]:
+        """The entries that are parameters."""
+        return tuple(e for e, is_param in enumerate(self.is_param) if is_param)
+
+    @property
     def nbytes(self) -> tuple[int, ...]:
         """Each entry's size in bytes."""
         return tuple(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in zip(self.shapes, self.dtypes))

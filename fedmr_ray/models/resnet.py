@@ -5,9 +5,11 @@ average pooling and one linear layer (256 -> classes). On 28x28 inputs the stem 
 3x3 max-pool of stride 1, as the reference's MNIST variant. Initialised as the reference: convs
 N(0, 2 / (k x k x out_channels)), BatchNorm weights 0.5 and biases 0.
 
-The reference also declares a BatchNorm2d(256) that its forward never applies (512 parameters);
-it is left out here, so this model has 512 parameters fewer than the reference's count. An unused
-parameter would receive no gradient, which local training refuses.
+Like the reference's, it declares a BatchNorm2d(256) after the last stage that its forward never
+applies (`bn`): its five entries are in the state dict where the reference has them (before `fc`),
+so the model has the reference's 219,482 parameters and its entries (what FedMR recombines and
+the `block:P` granularity cuts) are the reference's. They get a zero gradient (train/steps.py's
+`gradients`) and enter no output.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class ResNet20(nn.Module):
                 in_channels = width * EXPANSION
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
+        self.bn = nn.BatchNorm2d(in_channels)  # declared, never applied: the reference's
         self.avgpool = nn.AvgPool2d(side // 4)
         self.fc = nn.Linear(in_channels, num_classes)
         self._initialise()

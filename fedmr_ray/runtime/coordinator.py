@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from fedmr_ray.config import RuntimeConfig
 from fedmr_ray.errors import ConfigError
 from fedmr_ray.federation import Federation, RoundRecord, Snapshot, run_summary
+from fedmr_ray.runtime.entries import locate
 from fedmr_ray.runtime.executor import Executor
 from fedmr_ray.runtime.pool import ExecutorPool, traffic
 from fedmr_ray.runtime.stamps import process_started
@@ -113,10 +114,14 @@ class Coordinator:
     def last_record(self) -> RoundRecord | None:
         return self.federation.last_record
 
-    def traffic(self) -> dict[str, int]:
-        """Of the objects the last round's training returned: those whose bytes passed through
-        this process (returned inline) and those left in the object store (benchmarks)."""
-        return traffic(self.pool.produced)
+    def traffic(self) -> dict[str, dict[str, int]]:
+        """Of the objects the last round's training returned ("trained"), and of those holding the
+        server's models and state after its server step ("kept": recombined, averaged, or mutated
+        entries): those whose bytes passed through this process (returned inline) and those left
+        in the object store (benchmarks)."""
+        fed = self.federation
+        kept = [e for model in fed.models for e in model] + [e for s in fed.server_state.values() for e in s]
+        return {"trained": traffic(self.pool.produced), "kept": traffic(locate(kept)[1])}
 
     def snapshot(self) -> Snapshot:
         return self.federation.snapshot()

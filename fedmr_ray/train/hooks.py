@@ -35,6 +35,7 @@ class LocalRun:
     client: dict[str, list[torch.Tensor]]  # its stored state (the rule's client_reads)
     server: dict[str, list[torch.Tensor]]  # the server state (the rule's server_state)
     generator: torch.Generator  # for the rule's own random numbers, seeded by (seed, round, client)
+    samples: int = 0  # the client's training samples
     steps: int = 0  # local steps taken so far
     scratch: dict = field(default_factory=dict)
 

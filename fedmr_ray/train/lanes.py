@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from fedmr_ray.train.steps import Trained, TrainJob, as_tensor, sgd_step, weighted_cross_entropy
+from fedmr_ray.train.steps import Trained, TrainJob, as_tensor, gradients, sgd_step, weighted_cross_entropy
 
 if TYPE_CHECKING:
     from fedmr_ray.train.trainer import ClientTrainer
@@ -131,7 +131,7 @@ class Lanes:
                         for param, p in zip(params.values(), stacked):
                             param.copy_(p[i])
                     loss = weighted_cross_entropy(trainer.model(x[i]), y[i], weights[i])
-                    one = torch.autograd.grad(loss, list(params.values()))
+                    one = gradients(loss, list(params.values()))
                     if not torch.equal(loss, losses[i]) or not all(
                             torch.equal(g, grads[name][i]) for g, name in zip(one, params)):
                         return False

@@ -56,6 +56,13 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
     return (F.cross_entropy(logits, target, reduction="none") * weights).sum()
 
 
+def gradients(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """d loss / d params, zero for a parameter the loss does not reach (the reference's ResNet-20
+    declares a BatchNorm that its forward never applies): no step moves it then, as torch's optimizer
+    skips a parameter without a gradient (weight decay aside, which shrinks it; it enters no output)."""
+    return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+
+
 def sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor],
              cfg: TrainConfig) -> None:
     """One step of torch.optim.SGD (momentum, weight decay; no dampening or Nesterov), the same

@@ -33,6 +33,7 @@ from fedmr_ray.train.steps import (
     TrainJob,
     as_tensor,
     forward_with_representation,
+    gradients,
     sgd_step,
     weighted_cross_entropy,
 )
@@ -156,7 +157,7 @@ class ClientTrainer:
                 x = augment_batch(x, augment, pad_value=self.data.black)
             if run is None:
                 loss = weighted_cross_entropy(self.model(x), y, weights)
-                grads = torch.autograd.grad(loss, params)
+                grads = gradients(loss, params)
             else:
                 if rule.representation:
                     logits, representation = forward_with_representation(self.model, self.info.head, x)
@@ -164,7 +165,7 @@ class ClientTrainer:
                     logits, representation = self.model(x), None
                 loss = weighted_cross_entropy(logits, y, weights)
                 extra = rule.loss(run, x, y, logits, representation)
-                grads = rule.grads(run, list(torch.autograd.grad(loss if extra is None else loss + extra, params)))
+                grads = rule.grads(run, list(gradients(loss if extra is None else loss + extra, params)))
                 run.steps += 1
             sgd_step(params, grads, buffers, self.train_config)
             total += loss.detach()
@@ -188,7 +189,7 @@ class ClientTrainer:
         self.model.train()
         batches = self.batches(job, rows)
         total = torch.zeros((), device=self.device)
-        run = self._local_run(job, client_state or {}, server or {}) if self.local else None
+        run = self._local_run(job, len(rows), client_state or {}, server or {}) if self.local else None
         if run is not None:
             self.local.start(run)
         crops = (torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 2))
@@ -197,7 +198,8 @@ class ClientTrainer:
         state = self.local.finish(run) if run is not None else {}
         return Trained(self.state(), self.result(job, total, len(batches), len(rows), started), state)
 
-    def _local_run(self, job: TrainJob, client_state: dict[str, Entries], server: dict[str, Entries]) -> LocalRun:
+    def _local_run(self, job: TrainJob, samples: int, client_state: dict[str, Entries],
+                   server: dict[str, Entries]) -> LocalRun:
         def tensors(entries: Entries) -> list[torch.Tensor]:
             return [as_tensor(entry, self.device) for entry in entries]
 
@@ -207,7 +209,8 @@ class ClientTrainer:
             start_params=[p.detach().clone() for p in self.params.values()],
             client={name: tensors(entries) for name, entries in client_state.items()},
             server={name: tensors(entries) for name, entries in server.items()},
-            generator=torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 1)))
+            generator=torch.Generator().manual_seed(torch_seed(self.seed, Stream.TRAIN, job.round, job.client, 1)),
+            samples=samples)
 
     def result(self, job: TrainJob, total: torch.Tensor, steps: int, samples: int, started: float) -> ClientResult:
         """The client's result, `started` being when its training began (time.perf_counter)."""
