@@ -141,7 +141,13 @@ class Federation(Generic[M]):
         train_loss = float(np.dot(sizes, [res.loss for res in results]) / sizes.sum())
 
         server_start = time.perf_counter()
-        step = self.algorithm.server_step(r, sizes, generator(cfg.seed, Stream.RECOMBINE, r))
+        rng = generator(cfg.seed, Stream.RECOMBINE, r)
+        wanted = self.algorithm.statistics(r, sizes)
+        if wanted is None:
+            step = self.algorithm.server_step(r, sizes, rng)
+        else:
+            stats = self.backend.call(wanted.fn, [self.models[0], *trained], wanted.kwargs)
+            step = self.algorithm.server_step(r, sizes, rng, stats=stats)
         server_state = dict(self.server_state)
         server_model = None  # the sum of the trained models by step.weights, where the step takes it
         if step.perms is not None:
@@ -170,7 +176,10 @@ class Federation(Generic[M]):
                              len(jobs) * self.down_bytes, len(jobs) * uploads * self.model_bytes)
         global_model = None
         per_client = cfg.client_eval_every and ((r + 1) % cfg.client_eval_every == 0 or r + 1 == cfg.rounds)
-        if cfg.is_eval_round(r) or per_client:
+        if (cfg.is_eval_round(r) or per_client) and step.evaluated is not None:
+            keep, weights = step.evaluated
+            global_model = self.backend.combine([(keep, self.models[0])] + list(zip(weights, trained)))
+        elif cfg.is_eval_round(r) or per_client:
             weights = self.algorithm.global_weights(sizes)
             if weights is None or (server_model is not None and not step.keep and np.array_equal(weights, step.weights)):
                 global_model = server_model  # the server's model is the global one

@@ -23,7 +23,7 @@ def with_(config, **changes):
     return SimulationConfig(**{**config.__dict__, **changes})
 
 
-@pytest.mark.parametrize("algorithm", ["fedmr", "scaffold", "moon", "clusamp", "fedmut"])
+@pytest.mark.parametrize("algorithm", ["fedmr", "scaffold", "moon", "clusamp", "fedmut", "fedexp"])
 def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, algorithm):
     config = with_(BASE, algorithm=AlgorithmConfig(algorithm))
     whole = simulate(with_(config, output=str(tmp_path / "whole")), serial=True)

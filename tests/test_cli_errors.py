@@ -40,6 +40,8 @@ BAD = [
     (["--algorithm", "fedmut", "--radius", "-1"], "--radius -1.0: must be a number >= 0"),
     (["--algorithm", "fedmut", "--mut-acc-rate", "1.5"], "--mut-acc-rate 1.5: must be a number in [0, 1]"),
     (["--algorithm", "fedmut", "--mut-bound", "0"], "--mut-bound 0: must be an integer >= 1"),
+    (["--algorithm", "fedasam", "--rho", "0"], "--rho 0.0: must be > 0"),
+    (["--algorithm", "fedasam", "--eta", "-1"], "--eta -1.0: must be >= 0"),
     (["--algorithm", "fedmr", "--radius", "2"], "--radius: not a setting of algorithm fedmr"),
     (["--algorithm", "fedavg", "--scaffold-variant", "paper"],
      "--scaffold-variant: not a setting of algorithm fedavg (it has no settings of its own)"),

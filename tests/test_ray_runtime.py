@@ -20,7 +20,8 @@ SMALL = SimulationConfig(clients=30, fraction=0.2, rounds=3, eval_every=1, clien
                          train=TrainConfig(local_epochs=1))
 
 
-@pytest.mark.parametrize("algorithm", ["fedmr", "fedavg", "clusamp", "fedmut"])  # clusamp: a sampler and a server task; fedmut: mutations
+@pytest.mark.parametrize("algorithm", ["fedmr", "fedavg", "clusamp", "fedmut", "fedexp"])
+# clusamp: a sampler and a server task; fedmut: mutations; fedexp: statistics of the models
 def test_same_numbers_on_one_or_two_executors_and_without_ray(ray_local, algorithm):
     config = SimulationConfig(**{**SMALL.__dict__, "algorithm": AlgorithmConfig(algorithm)})
     one = simulate(SimulationConfig(**{**config.__dict__, "runtime": RuntimeConfig(num_actors=1)}))

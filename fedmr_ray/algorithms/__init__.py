@@ -34,6 +34,8 @@ BUILTIN = {
     "clusamp": "fedmr_ray.algorithms.clusamp",
     "fedindep": "fedmr_ray.algorithms.fedindep",
     "fedmut": "fedmr_ray.algorithms.fedmut",
+    "fedexp": "fedmr_ray.algorithms.fedexp",
+    "fedasam": "fedmr_ray.algorithms.fedasam",
 }
 ALGORITHMS = tuple(BUILTIN)
 

@@ -81,6 +81,19 @@ class ServerStep:
     copies: int = 1
     state: dict[str, StateUpdate] = field(default_factory=dict)
     mutation: Mutation | None = None
+    # the model evaluated, where neither the server's model nor global_weights' sum (FedExP's):
+    # (keep, weights): keep x (the model they started from) + sum_i weights[i] x trained[i]
+    evaluated: tuple[float, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Numbers the server step needs from the models themselves (FedExP's norms): run where the
+    data is, as fn([the model the clients started from, trained[0], ...], **kwargs) -> array,
+    and handed to server_step as `stats`."""
+
+    fn: Callable[..., np.ndarray]
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,8 +140,13 @@ class Algorithm:
         """None: the cohort is drawn uniformly without replacement."""
         return None
 
+    def statistics(self, round_index: int, sizes: np.ndarray) -> Statistics | None:
+        """None: the server step needs no numbers from the models (see Statistics)."""
+        return None
+
     def server_step(self, round_index: int, sizes: np.ndarray, rng: np.random.Generator) -> ServerStep:
-        """Given the trained clients' sample counts (slot order), what the server does."""
+        """Given the trained clients' sample counts (slot order), what the server does (with
+        `statistics`, called with its numbers as `stats` too)."""
         raise NotImplementedError
 
     def server_task(self, round_index: int, cohort: np.ndarray) -> ServerTask | None:
