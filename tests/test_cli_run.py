@@ -1,8 +1,12 @@
 """`fedmr-ray simulate` end to end through the command's entry point, on a local Ray."""
 
 import json
+import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -112,3 +116,23 @@ def test_a_model_module_of_the_current_directory_reaches_the_executors_and_their
     assert done.returncode == 0, done.stderr
     assert "(Executor pid=" in done.stderr and "mymodel: trained on an executor" in done.stderr
     assert read_config(tmp_path / "run").model == "mymodel:tiny"
+
+
+def test_a_dead_cluster_that_ray_start_left_named_is_not_joined(tmp_path):
+    """Ray names the cluster `ray start` last started in a file it leaves behind when that cluster
+    dies without `ray stop`; ray.init() without an address waited on the dead address forever."""
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        os.makedirs(f"{temp}/ray")
+        with open(f"{temp}/ray/ray_current_cluster", "w") as named:
+            named.write("192.0.2.1:6390")  # TEST-NET-1: nothing answers there
+        env = {**os.environ, "RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_ADDRESS", None)
+        exe = os.path.join(os.path.dirname(sys.executable), "fedmr-ray")
+        out = subprocess.run([exe, "simulate", "--clients", "10", "--rounds", "1", "--num-actors", "1", "--quiet",
+                              "--output", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300,
+                             check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert (tmp_path / "run" / "metrics.parquet").is_file()
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

@@ -50,3 +50,14 @@ def test_shared_labels_are_one_model_for_every_client_with_the_same_clients_and_
     lazy = generated_synthetic(40, seed=6)
     for client in (0, 17, 39):
         assert all(np.array_equal(p, q) for p, q in zip(lazy.client_samples(client), shared.client_samples(client)))
+
+
+def test_client_sizes_drawn_in_processes_are_those_drawn_one_by_one(monkeypatch):
+    from fedmr_ray.data import synthetic
+
+    alone = synthetic.client_sizes(3000, seed=4)
+    assert alone.tolist() == [synthetic._client_size(synthetic.generator(4, synthetic.Stream.DATA, c))
+                              for c in range(3000)]
+    monkeypatch.setattr(synthetic, "PARALLEL_SIZES", 100)
+    monkeypatch.setattr(synthetic.os, "cpu_count", lambda: 2)  # in processes even on one CPU
+    assert synthetic.client_sizes(3000, seed=4).tolist() == alone.tolist()

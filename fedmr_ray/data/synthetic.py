@@ -14,6 +14,10 @@ clients' sizes and inputs are the same draws as under per-client labels.
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +40,27 @@ _STD_X = np.power(np.arange(1, DIMENSION + 1, dtype=np.float64), -1.2) ** 0.5
 def _client_size(rng: np.random.Generator) -> int:
     """A client's sample count: the first draw of its generator."""
     return int(rng.lognormal(4, 2)) + 50
+
+
+def _sizes(seed: int, clients: range) -> np.ndarray:
+    return np.array([_client_size(generator(seed, Stream.DATA, c)) for c in clients], dtype=np.int64)
+
+
+# Below this many clients the sizes are drawn in this process; above, in processes of every CPU:
+# a client's generator costs about 20 us to make (SeedSequence), 20 s for a million clients
+PARALLEL_SIZES = 200_000
+
+
+def client_sizes(num_clients: int, seed: int) -> np.ndarray:
+    """Every client's sample count (each from its own generator: the same numbers however they
+    are drawn), in processes of their own for many clients (forked: nothing to import)."""
+    workers = min(os.cpu_count() or 1, 32)
+    if num_clients < PARALLEL_SIZES or workers == 1 or "fork" not in mp.get_all_start_methods():
+        return _sizes(seed, range(num_clients))
+    bounds = np.linspace(0, num_clients, 4 * workers + 1).astype(int)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        parts = pool.map(_sizes, [seed] * (len(bounds) - 1), [range(a, b) for a, b in itertools.pairwise(bounds)])
+        return np.concatenate(list(parts))
 
 
 def synthetic_client(seed: int, client: int, alpha: float, beta: float,
@@ -74,7 +99,7 @@ def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: f
                         shared: bool = True) -> FederatedDataset:
     """make_synthetic's dataset with the training samples made client by client when they train
     (the same samples), and the test set capped at TEST_CAP samples."""
-    sizes = np.array([_client_size(generator(seed, Stream.DATA, c)) for c in range(num_clients)])
+    sizes = client_sizes(num_clients, seed)
     cuts = (TRAIN_FRACTION * sizes).astype(np.int64)
     held_out = sizes - cuts
     if held_out.sum() <= TEST_CAP:
@@ -100,7 +125,7 @@ def generated_synthetic(num_clients: int, seed: int, alpha: float = 1.0, beta: f
 
 def synthetic_offsets(num_clients: int, seed: int) -> np.ndarray:
     """make_synthetic(num_clients, seed).client_offsets without generating the samples."""
-    cuts = [int(TRAIN_FRACTION * _client_size(generator(seed, Stream.DATA, client))) for client in range(num_clients)]
+    cuts = (TRAIN_FRACTION * client_sizes(num_clients, seed)).astype(np.int64)
     return np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64)
 
 

@@ -28,13 +28,18 @@ def ray_cluster(address: str | None, connect_timeout: float = 60.0, py_modules: 
     """Reuse a Ray already initialised in this process; else connect to `address` (or
     RAY_ADDRESS), else start a local Ray with this machine's CPUs, and stop it afterwards. A
     cluster that does not answer within `connect_timeout` seconds is a ConfigError.
-    `py_modules`: local modules (a custom model's) the workers are sent to import."""
+    `py_modules`: local modules (a custom model's) the workers are sent to import.
+
+    Without an address, a new local Ray ("local"), not ray.init's default of joining the cluster
+    that `ray start` last started on this machine: that one is named by a file Ray leaves behind
+    when such a cluster dies without `ray stop`, and ray.init waited on its dead address forever."""
     if ray.is_initialized():
         yield
         return
-    reachable(address or os.environ.get("RAY_ADDRESS") or None, connect_timeout)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    reachable(address, connect_timeout)
     with keep_sigterm():  # ray.init installs a SIGTERM handler of its own
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True,
+        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=True,
                  configure_logging=True,
                  runtime_env={"py_modules": [str(path) for path in py_modules]} if py_modules else None)
     try:
