@@ -14,6 +14,7 @@ start (Linux /proc), so that the interpreter's own start counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 JOBS = {  # their settings, by the flat names of a config file
     # the main job, as the README's first command runs it
@@ -41,21 +43,29 @@ def process_start() -> float:
     return process_started()
 
 
-def command(job: dict) -> float:
-    """Seconds from starting the real command to its 'setup' JSON line."""
+def busy_cpu_s() -> float:
+    """CPU seconds this machine has spent busy (all processes, all cores) since it booted."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def command(job: dict) -> tuple[float, float]:
+    """Seconds from starting the real command to its 'setup' JSON line, and the CPU seconds the
+    machine spent busy meanwhile (on a quiet machine: the command's processes and Ray's)."""
     exe = shutil.which("fedmr-ray", path=os.path.dirname(sys.executable)) or "fedmr-ray"
     out = tempfile.mkdtemp(prefix="fedmr-startup-")
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), busy_cpu_s()
         proc = subprocess.Popen([exe, "simulate", *flags(job), "--rounds", "1", "--log-format", "json",
                                  "--output", f"{out}/run"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         ready = None
         for line in proc.stderr:
             if ready is None and line.startswith("{") and json.loads(line).get("event") == "setup":
-                ready = time.perf_counter() - start
+                ready, cpu = time.perf_counter() - start, busy_cpu_s() - cpu
         if proc.wait() != 0 or ready is None:
             raise SystemExit(f"{exe} simulate {' '.join(flags(job))} failed")
-        return ready
+        return ready, cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -81,7 +91,7 @@ def child(job: dict) -> None:
     config = check(SimulationConfig.from_dict(nested({**job, "rounds": 1}, "job")[0]))
     setup = prepare(config)
     data = time.time()
-    with ray_cluster(None):
+    with ray_cluster(config.runtime.address):
         started = time.time()
         run = RayRun(setup)
         run.describe()
@@ -111,31 +121,79 @@ def child(job: dict) -> None:
     print(json.dumps({name: round(at - born, 3) for name, at in marks.items()}))
 
 
+@contextlib.contextmanager
+def running_cluster(port: int = 6390):
+    """A local Ray cluster started beforehand (`ray start --head`), as a cluster a command joins
+    with --address: its address; stopped afterwards."""
+    ray_exe = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    head = subprocess.Popen([ray_exe, "start", "--head", "--block", "--port", str(port), "--num-cpus",
+                             str(os.cpu_count()), "--include-dashboard", "false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run([ray_exe, "status", "--address", f"127.0.0.1:{port}"], check=False,
+                             capture_output=True).returncode:
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("ray start --head failed")
+            time.sleep(1)
+        time.sleep(5)  # its prestarted workers and agents up: what a cluster in use has
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        head.wait(60)
+        # Ray leaves the file that names the cluster `ray start` last started (a plain ray.init()
+        # would wait on it forever): gone with the cluster, as `ray stop` would
+        from ray._common.utils import get_ray_address_file
+
+        named = Path(get_ray_address_file(None))
+        if named.is_file() and named.read_text().strip().endswith(f":{port}"):
+            named.unlink()
+
+
+def turns(jobs: dict[str, dict], runs: int) -> None:
+    """Each job --runs times, interleaved: the command and the breakdown; their medians."""
+    commands: dict[str, list[float]] = {job: [] for job in jobs}
+    cpus: dict[str, list[float]] = {job: [] for job in jobs}
+    parts: dict[str, list[dict[str, float]]] = {job: [] for job in jobs}
+    for turn in range(runs):
+        for job, settings in jobs.items():
+            wall, cpu = command(settings)
+            commands[job].append(wall)
+            cpus[job].append(cpu)
+            parts[job].append(phases(settings))
+            print(f"[{turn + 1}/{runs}] {job}: command to round 1 {commands[job][-1]:.2f} s; "
+                  f"taken apart: {parts[job][-1]}", file=sys.stderr, flush=True)
+    for job, settings in jobs.items():
+        print(f"\n{job}: `fedmr-ray simulate {' '.join(flags(settings))}`: command to round 1, median of {runs}: "
+              f"{statistics.median(commands[job]):.2f} s (min {min(commands[job]):.2f}, max {max(commands[job]):.2f}); "
+              f"the machine's CPUs busy meanwhile {statistics.median(cpus[job]):.2f} CPU s, median "
+              f"(/ {os.cpu_count()} CPUs = {statistics.median(cpus[job]) / os.cpu_count():.2f} s: the least wall "
+              "time this work could take here)")
+        print("\n| seconds from the process's start to | median | min | max |\n|---|---|---|---|")
+        for name in parts[job][0]:
+            values = [p[name] for p in parts[job]]
+            print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
+    parser.add_argument("--running", action="store_true",
+                        help="also time each job on a running local cluster (ray start --head), as --address")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    commands: dict[str, list[float]] = {job: [] for job in args.jobs}
-    parts: dict[str, list[dict[str, float]]] = {job: [] for job in args.jobs}
-    for turn in range(args.runs):
-        for job in args.jobs:
-            commands[job].append(command(JOBS[job]))
-            parts[job].append(phases(JOBS[job]))
-            print(f"[{turn + 1}/{args.runs}] {job}: command to round 1 {commands[job][-1]:.2f} s; "
-                  f"taken apart: {parts[job][-1]}", file=sys.stderr, flush=True)
-    for job in args.jobs:
-        print(f"\n{job}: `fedmr-ray simulate {' '.join(flags(JOBS[job]))}`: command to round 1, median of {args.runs}: "
-              f"{statistics.median(commands[job]):.2f} s (min {min(commands[job]):.2f}, max {max(commands[job]):.2f})")
-        print("\n| seconds from the process's start to | median | min | max |\n|---|---|---|---|")
-        for name in parts[job][0]:
-            values = [p[name] for p in parts[job]]
-            print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+    jobs = {job: JOBS[job] for job in args.jobs}
+    print(f"on a fresh local Ray, the command's own ({time.strftime('%Y-%m-%d %H:%M')})")
+    turns(jobs, args.runs)
+    if args.running:
+        with running_cluster() as address:
+            print(f"\non a running local cluster (ray start --head), joined with --address {address}")
+            turns({f"{job} --address": {**settings, "address": address} for job, settings in jobs.items()}, args.runs)
 
 
 if __name__ == "__main__":
