@@ -100,8 +100,8 @@ def sweep_folder(text: str, option: str) -> Path:
 
 
 def sweep_command(
-    file: Annotated[Path | None, typer.Argument(help="The sweep file (TOML, JSON or YAML): [base], [grid], "
-                                                     "[[runs]], [resources].", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Argument(help="The sweep file (TOML, JSON or YAML): \\[base], \\[grid], "
+                                                     "\\[\\[runs]], \\[resources].", show_default=False)] = None,
     output: Annotated[str | None, typer.Option(help="The sweep's directory (a local folder): a run directory per trial, named "
                                                      "after its values; Tune's state; the report \\[default: "
                                                      "runs/sweep-<timestamp>].", show_default=False)] = None,

@@ -87,3 +87,11 @@ def test_the_summary_names_the_test_loss(monkeypatch, capsys, tmp_path):
                             "0.2", "--rounds", "1", "--local-epochs", "1", "--output", str(tmp_path / "run"))
     assert code == 0, err
     assert "fedmr: final test accuracy" in out and " (test loss " in out
+
+
+def test_bracketed_words_in_the_help_are_shown_not_taken_for_markup(monkeypatch, capsys):
+    """rich reads [word] as a style tag and drops it: the sweep file's sections must be escaped."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    out = invoke(monkeypatch, capsys, "sweep", "--help")[1]
+    assert "[base], [grid], [[runs]], [resources]" in out
+    assert "[default: runs/sweep-<timestamp>]" in out
