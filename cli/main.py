@@ -28,6 +28,7 @@ from fedmr_ray.cli.progress import LOG_FORMATS
 from fedmr_ray.cli.sweep import SweepStopped, parse_seeds, run_seeds, sweep_command
 from fedmr_ray.configfile import Setting, Sources, all_settings
 from fedmr_ray.config import ConfigError, SimulationConfig
+from fedmr_ray import storage
 from fedmr_ray.results import read_config
 from fedmr_ray.signals import Terminated, stop_on_sigterm
 
@@ -304,5 +305,13 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def run() -> None:
+    """The `fedmr-ray` command: main(), then the S3 client shut down where it was used (storage.finish)."""
+    try:
+        main()
+    finally:
+        storage.finish()
+
+
 if __name__ == "__main__":
-    main()
+    run()

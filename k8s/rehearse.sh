@@ -69,6 +69,7 @@ for _ in range(100):  # the server is starting
 pafs.copy_files(sys.argv[1], "datasets/fmnist", destination_filesystem=fs)
 print("rehearse: uploaded", sys.argv[1], "to s3://datasets/fmnist:",
       ", ".join(info.base_name for info in fs.get_file_info(pafs.FileSelector("datasets/fmnist"))))
+pafs.finalize_s3()  # now, not at exit (see below)
 EOF
 
 # --- 2. the Ray cluster ---------------------------------------------------------------------------
@@ -156,6 +157,7 @@ names = [i.base_name for i in pafs.S3FileSystem(endpoint_override=os.environ["AW
     pafs.FileSelector("results/runs/rehearsal"))]
 assert "checkpoint.npz" in names, f"no checkpoint in s3://results/runs/rehearsal: {names}"
 print(read_metrics("s3://results/runs/rehearsal")[-1]["round"])
+pafs.finalize_s3()  # now, not at exit: pyarrow's exit hook aborted about one process in ten (exit 134)
 EOF
 )
 say "stopped (SIGTERM): s3://results/runs/rehearsal holds a checkpoint and metrics up to round $STOPPED_AT of $ROUNDS"
