@@ -195,7 +195,7 @@ class DataConfig(Settings):
 
     dataset: str = setting("synthetic", "Dataset: synthetic (LEAF Synthetic(alpha, beta), generated from the seed), "
                            "or, read from --data-dir: cifar10, cifar100, cifar100-coarse (its 20 superclasses), "
-                           "mnist, fmnist, femnist (LEAF).")
+                           "mnist, fmnist, femnist (LEAF), shakespeare (LEAF; with --model lstm).")
     data_dir: str | None = setting(None, "Folder holding the dataset's files [default: for fmnist "
                                    "/usr/share/datasets/fashion-mnist where present, else data/<dataset>].", path=True)
     cache_dir: str | None = setting(None, "Where decoded datasets are cached [default: $XDG_CACHE_HOME/fedmr-ray, "
@@ -206,7 +206,7 @@ class DataConfig(Settings):
                                     "(one-label: one shard each; two-labels: one half-shard from each half of the "
                                     "labels; one-label-80, one-label-50: 80% or 50% of one shard, the rest drawn from "
                                     "the remainders of every shard), or natural (the dataset's own users) [default: "
-                                    "natural for synthetic and femnist, else dirichlet].")
+                                    "natural for synthetic, femnist and shakespeare, else dirichlet].")
     alpha: float = setting(0.5, "Dirichlet partition: concentration; lower gives more label skew.",
                            check=_above(0), must="> 0")
     shards_per_client: int = setting(2, "Shards partition: shards per client.", **_POSITIVE_INT)
@@ -220,8 +220,8 @@ class DataConfig(Settings):
                              "0.4465), std (0.2023, 0.1994, 0.2010); MNIST mean 0.1307, std 0.3081; Fashion-MNIST x "
                              "in [0, 1]; FEMNIST (0.5 - x) / 0.5) or half ((x - 0.5) / 0.5 for all, FEMNIST's x "
                              "inverted first).", check=lambda v: v in ("reference", "half"), must="reference or half")
-    femnist_test: str = setting("clients", "FEMNIST: the test set: clients (the test samples of the writers that are "
-                                "clients, as the reference; every training writer's under a partition other than "
+    femnist_test: str = setting("clients", "FEMNIST and Shakespeare (LEAF): the test set: clients (the test samples of "
+                                "the writers that are clients, as the reference; every training writer's under a partition other than "
                                 "natural) or all (every test writer's samples).",
                                 check=lambda v: v in ("clients", "all"), must="clients or all")
     augment: bool = setting(False, "CIFAR: augment the training images with random crops (4-pixel padding) and "
@@ -303,7 +303,8 @@ class SimulationConfig(Settings):
     seed: int = setting(0, "Seed of every random number (data, init, sampling, training, recombination).",
                         panel=RUN, check=_at_least(0), must="an integer >= 0")
     model: str = setting("mlp", "Model: mlp, cnn (the reference's for the dataset: cnn-mnist on mnist, cnn-femnist "
-                         "on femnist, cnn-cifar elsewhere), cnn-cifar, cnn-mnist, cnn-femnist, resnet20, vgg16 "
+                         "on femnist, cnn-cifar elsewhere), cnn-cifar, cnn-mnist, cnn-femnist, resnet20, vgg16, lstm (the "
+                         "reference's CharLSTM, for shakespeare) "
                          "(`fedmr-ray models` lists them with their sizes), or package.module:factory, a "
                          "factory(num_classes, input_shape) -> nn.Module of your own.", panel=RUN)
     output: str | None = setting(None, "Run directory [default: runs/<timestamp>-<algorithm>].", panel=OUTPUT)

@@ -187,10 +187,9 @@ def build_module(config: SimulationConfig, state: dict[str, Any]):
     import torch
 
     from fedmr_ray.data.catalog import dataset_spec
-    from fedmr_ray.models import ModelSpec, model_for
+    from fedmr_ray.models import model_spec
 
-    dataset = dataset_spec(config.data.dataset)
-    module = ModelSpec(model_for(config.model, dataset.name), dataset.num_classes, dataset.input_shape).build()
+    module = model_spec(config.model, dataset_spec(config.data.dataset)).build()
     module.load_state_dict({name: torch.as_tensor(np.asarray(value)) for name, value in state.items()})
     return module.eval()
 

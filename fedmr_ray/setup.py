@@ -21,7 +21,7 @@ from fedmr_ray.config import AlgorithmConfig, Settings, SimulationConfig
 from fedmr_ray.data import PARTITIONS, FederatedDataset, Partition, dataset_spec, generated_from_seed, load
 from fedmr_ray.data.holdout import client_holdout
 from fedmr_ray.errors import SettingError
-from fedmr_ray.models import ModelSpec, check_model, model_for
+from fedmr_ray.models import ModelSpec, check_model, model_spec
 from fedmr_ray.models.info import ModelInfo, model_info
 from fedmr_ray.results import check_output_dir
 
@@ -122,7 +122,7 @@ def prepare(config: SimulationConfig, *, resuming: bool = False) -> Setup:
         raise AssertionError(f"the data holds {data.num_clients} clients, not {config.clients}")
     if config.client_eval_every:
         data = dataclasses.replace(data, client_holdout=client_holdout(data, config.seed))
-    spec = ModelSpec(model_for(config.model, config.data.dataset), data.num_classes, data.input_shape)
+    spec = model_spec(config.model, dataset_spec(config.data.dataset))
     info = model_info(spec)
     algorithm = algorithm_module(config.algorithm.name).make(AlgorithmContext(
         settings, info, data.client_sizes(), data.num_classes, config.data.dataset, config.seed,

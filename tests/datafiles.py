@@ -102,6 +102,30 @@ def write_leaf(root: Path, writers: dict[str, int], test_writers: dict[str, int]
     return out
 
 
+SPEECH = ("To be, or not to be: that is the question: Whether 'tis nobler in the mind to suffer The slings "
+          "and arrows of outrageous fortune, Or to take arms against a sea of troubles, And by opposing end them?\n")
+
+
+def write_leaf_text(root: Path, writers: dict[str, int], test_writers: dict[str, int] | None = None,
+                    seed: int = 0) -> dict[str, tuple[list[str], list[str]]]:
+    """LEAF Shakespeare JSON in root/train and root/test, one writer per file: each sample 80
+    characters of a speech from a random place, its label the character after them; returns each
+    training writer's (lines, next characters)."""
+    rng = np.random.default_rng(seed)
+    text = SPEECH * 3
+    out = {}
+    for split, sizes in (("train", writers), ("test", test_writers or {w: 2 for w in writers})):
+        (root / split).mkdir(parents=True)
+        for part, (user, size) in enumerate(sizes.items()):
+            starts = rng.integers(0, len(SPEECH), size)
+            x, y = [text[s:s + 80] for s in starts], [text[s + 80] for s in starts]
+            record = {"users": [user], "num_samples": [size], "hierarchies": ["play"], "user_data": {user: {"x": x, "y": y}}}
+            (root / split / f"all_data_niid_{part}_keep_0_{split}_9.json").write_text(json.dumps(record))
+            if split == "train":
+                out[user] = (x, y)
+    return out
+
+
 def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 3,
                        seed: int = 0) -> None:
     from PIL import Image

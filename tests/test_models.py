@@ -190,7 +190,7 @@ def test_initialisation_is_seeded():
     ("cnn", "synthetic", "--model cnn: needs images of at least 16x16 pixels, not input of shape 60"),
     ("resnet20", "synthetic", "--model resnet20: needs 32x32 images"),
     ("resnet9000", "cifar10", "--model 'resnet9000': accepted values are: mlp, cnn, cnn-cifar, cnn-mnist, "
-                              "cnn-femnist, resnet20, vgg16, or package.module:factory"),
+                              "cnn-femnist, resnet20, vgg16, lstm, or package.module:factory"),
 ])
 def test_a_model_that_cannot_take_the_input_is_refused(model, dataset, message):
     with pytest.raises(ConfigError) as err:

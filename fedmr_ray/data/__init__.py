@@ -120,14 +120,20 @@ def partition_counts(config: SimulationConfig) -> tuple[Partition, np.ndarray]:
 
 
 def _test_end(config: SimulationConfig, decoded: Decoded) -> int | None:
-    """Where the run's test set ends in the decoded one: for --femnist-test clients, after the test
-    samples of the writers that are clients (the first --clients under the natural partition, else
-    every training writer; the test split holds theirs first, writer by writer); None: all of it."""
+    """Where the run's test set ends in the decoded one (LEAF's datasets): for --femnist-test
+    clients, after the test samples of the writers that are clients (the first --clients under the
+    natural partition, else every training writer; the test split holds theirs first, writer by
+    writer); None: all of it."""
     data = config.data
     if decoded.test_users is None or data.femnist_test == "all":
         return None
     natural = data.partition_file is None and partition_scheme(data) == "natural"
     return int(decoded.test_users[config.clients if natural else -1])
+
+
+def _inputs(spec: DatasetSpec, data: DataConfig, decoded: np.ndarray) -> np.ndarray:
+    """The model inputs: pixels normalised (--normalise); a text's character indices as they are."""
+    return np.asarray(decoded) if spec.is_text else normalise(decoded, spec.normalisation(data.normalise))
 
 
 def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
@@ -146,12 +152,13 @@ def load(config: SimulationConfig) -> tuple[FederatedDataset, Partition | None]:
         y_train = np.asarray(decoded.y_train)
         partition = make_partition(config, y_train, decoded.users)
         spec, end = dataset_spec(data.dataset), _test_end(config, decoded)
-        mean_std = spec.normalisation(data.normalise)
         base = FederatedDataset(
-            name=data.dataset, x_train=normalise(decoded.x_train, mean_std), y_train=y_train,
-            x_test=normalise(decoded.x_test[:end], mean_std), y_test=np.asarray(decoded.y_test[:end]),
-            client_offsets=np.zeros(1, np.int64), num_classes=spec.num_classes,
-            black=tuple(normalise(np.zeros((spec.input_shape[0], 1, 1), np.uint8), mean_std).ravel().tolist()))
+            name=data.dataset, x_train=_inputs(spec, data, decoded.x_train), y_train=y_train,
+            x_test=_inputs(spec, data, decoded.x_test[:end]), y_test=np.asarray(decoded.y_test[:end]),
+            client_offsets=np.zeros(1, np.int64), num_classes=spec.num_classes)
+        if not spec.is_text:
+            black = normalise(np.zeros((spec.input_shape[0], 1, 1), np.uint8), spec.normalisation(data.normalise))
+            base = dataclasses.replace(base, black=tuple(black.ravel().tolist()))
     return dataclasses.replace(base, client_offsets=partition.offsets, client_index=partition.index), partition
 
 

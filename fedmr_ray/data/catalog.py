@@ -14,6 +14,10 @@ MeanStd = tuple[tuple[float, ...], tuple[float, ...]]  # per channel: model inpu
 HALF: MeanStd = ((0.5,), (0.5,))
 
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+# LEAF Shakespeare's characters, in the order of its (and the reference's) utils/language_utils.py
+SHAKESPEARE_LETTERS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
+_LEAF_HOW = ("generate it with LEAF (github.com/TalwalkarLab/leaf, data/{}/preprocess.sh) and pass the folder "
+             "holding train/ and test/ as --data-dir")
 _IDX_LAYOUT = ("IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                "t10k-labels-idx1-ubyte (each may be .gz; in the folder or its raw/)")
 
@@ -32,6 +36,9 @@ class DatasetSpec:
     invert: bool = False  # pixels stored dark-on-light, flipped to light-on-dark as the reference does
     # (mean, std) per channel of the reference's transforms.Normalize (utils/get_dataset.py)
     mean_std: MeanStd = HALF
+    # a text dataset's characters: its inputs are strings of them, read as indices into this
+    # (uint8, not normalised), its labels the next character; "" for numeric inputs
+    alphabet: str = ""
 
     @property
     def default_partition(self) -> str:
@@ -40,6 +47,10 @@ class DatasetSpec:
     def normalisation(self, scheme: str) -> MeanStd:
         """(mean, std) of the model inputs under --normalise `scheme`."""
         return self.mean_std if scheme == "reference" else HALF
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.alphabet)
 
     @property
     def is_cifar(self) -> bool:
@@ -86,9 +97,14 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(
         "femnist", (1, 28, 28), 62, ("leaf",),
         layout="LEAF JSON: train/*.json and test/*.json (users, num_samples, user_data), in the folder or its data/",
-        how_to_get="generate it with LEAF (github.com/TalwalkarLab/leaf, data/femnist/preprocess.sh) and pass "
-                   "the folder holding train/ and test/ as --data-dir",
+        how_to_get=_LEAF_HOW.format("femnist"),
         default_dirs=("data/femnist",), natural=True, invert=True),  # inverted, then HALF: (0.5 - x) / 0.5
+    DatasetSpec(
+        "shakespeare", (80,), len(SHAKESPEARE_LETTERS), ("leaf",),
+        layout="LEAF JSON: train/*.json and test/*.json (users, user_data: x 80-character lines, y the "
+               "character after each), in the folder or its data/",
+        how_to_get=_LEAF_HOW.format("shakespeare"),
+        default_dirs=("data/shakespeare",), natural=True, alphabet=SHAKESPEARE_LETTERS),
 )}
 
 

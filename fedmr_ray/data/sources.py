@@ -1,9 +1,10 @@
 """Reading datasets from local files: CIFAR python batches, image folders, IDX (MNIST-like) and
-LEAF JSON. Nothing is downloaded. A missing or malformed dataset is a `ConfigError` of one line
+LEAF JSON (FEMNIST's pixels, Shakespeare's lines of text). Nothing is downloaded. A missing or malformed dataset is a `ConfigError` of one line
 naming the expected layout and how to get the data.
 
 Images come out as pixels, NCHW: uint8 (0..255), or float32 in [0, 1] where the source holds
-values that are not whole 1/255 steps; `normalise` makes them the model inputs.
+values that are not whole 1/255 steps; `normalise` makes them the model inputs. Text comes out as
+uint8 indices into the dataset's alphabet, which are the model inputs as they are.
 """
 
 from __future__ import annotations
@@ -283,9 +284,29 @@ def _leaf_pixels(source: Source, where: Path, values: list) -> np.ndarray:
     return x
 
 
+def _leaf_text(source: Source, where: Path, user: str, record: dict) -> tuple[np.ndarray, np.ndarray]:
+    """LEAF Shakespeare: x lines of 80 characters, y the character after each; as indices into the
+    dataset's alphabet (the reference's word_to_indices and letter_to_vec), uint8 [N, 80] and int64."""
+    spec, length = source.spec, source.spec.input_shape[0]
+    lines, targets = record["x"], record["y"]
+    if not all(isinstance(line, str) and len(line) == length for line in lines):
+        raise dataset_error(spec, where, f"user {user!r}: x is not a list of {length}-character strings")
+    if not all(isinstance(c, str) and len(c) == 1 for c in targets):
+        raise dataset_error(spec, where, f"user {user!r}: y is not a list of single characters")
+    table = np.full(256, 255, np.uint8)
+    table[np.frombuffer(spec.alphabet.encode("ascii"), np.uint8)] = np.arange(len(spec.alphabet))
+    text = "".join(lines) + "".join(targets)
+    indices = table[np.frombuffer(text.encode("latin-1", errors="ignore"), np.uint8)]
+    if len(indices) != len(text) or (indices == 255).any():  # a character beyond latin-1, or not in the alphabet
+        bad = next(c for c in text if c not in spec.alphabet)
+        raise dataset_error(spec, where, f"user {user!r}: character {bad!r} is not one of the {len(spec.alphabet)} "
+                                         f"of LEAF Shakespeare")
+    return indices[:len(lines) * length].reshape(-1, length), indices[len(lines) * length:].astype(np.int64)
+
+
 def _leaf_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(pixels, labels, user offsets, users) of one split, users in sorted order as the reference
-    reads them (utils/FEMNIST.py read_dir), those without samples left out."""
+    """(inputs, labels, user offsets, users) of one split, users in sorted order as the reference
+    reads them (utils/FEMNIST.py and utils/ShakeSpeare.py read_dir), those without samples left out."""
     where = source.root / split
     users = _leaf_users(source, [f for f in source.files if f.parent.name == split])
     xs, ys, sizes, names = [], [], [], []
@@ -295,8 +316,12 @@ def _leaf_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray, np.
             raise dataset_error(source.spec, where, f"user {user!r} has no matching x and y lists")
         if len(record["y"]) == 0:
             continue
-        xs.append(_leaf_pixels(source, where, record["x"]))
-        ys.append(np.asarray(record["y"], dtype=np.int64))
+        if source.spec.is_text:
+            x, y = _leaf_text(source, where, user, record)
+        else:
+            x, y = _leaf_pixels(source, where, record["x"]), np.asarray(record["y"], dtype=np.int64)
+        xs.append(x)
+        ys.append(y)
         sizes.append(len(record["y"]))
         names.append(user)
     if not xs:

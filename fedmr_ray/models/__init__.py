@@ -18,6 +18,7 @@ from torch import nn
 
 from fedmr_ray.errors import ConfigError, SettingError, one_line
 from fedmr_ray.models.cnn import cnn, cnn_femnist, cnn_mnist
+from fedmr_ray.models.lstm import lstm
 from fedmr_ray.models.mlp import mlp
 from fedmr_ray.models.resnet import resnet20
 from fedmr_ray.models.vgg import vgg16
@@ -30,8 +31,9 @@ Factory = Callable[[int, tuple[int, ...]], nn.Module]
 
 MODELS: dict[str, Factory] = {
     "mlp": mlp, "cnn": cnn, "cnn-cifar": cnn, "cnn-mnist": cnn_mnist, "cnn-femnist": cnn_femnist,
-    "resnet20": resnet20, "vgg16": vgg16,
+    "resnet20": resnet20, "vgg16": vgg16, "lstm": lstm,
 }
+TEXT_MODELS = ("lstm",)  # take character indices: a text dataset's models, and only theirs
 CUSTOM = "package.module:factory"
 # The reference's main_fed.py picks its `cnn` by dataset: CNNMnist on MNIST, CNNFashionMnist on
 # FEMNIST, CNNCifar elsewhere. `--model cnn` does the same; `cnn-cifar` is CNNCifar on any dataset.
@@ -92,6 +94,7 @@ class ModelSpec:
     name: str
     num_classes: int
     input_shape: tuple[int, ...]
+    tokens: bool = False  # the inputs are character indices (a text dataset's), not numbers
 
     def build(self) -> nn.Module:
         return model_factory(self.name)(self.num_classes, tuple(self.input_shape))
@@ -110,7 +113,7 @@ def _built(spec: ModelSpec) -> nn.Module:
             if not isinstance(model, nn.Module):
                 raise model_error(spec.name, f"the factory returned {type(model).__name__}, "
                                   "not a torch.nn.Module")
-            out = model.eval()(torch.zeros((2, *spec.input_shape)))
+            out = model.eval()(torch.zeros((2, *spec.input_shape), dtype=torch.long if spec.tokens else None))
     except ConfigError:
         raise
     except Exception as err:
@@ -128,10 +131,24 @@ def parameter_count(spec: ModelSpec) -> int:
     return sum(p.numel() for p in _built(spec).parameters())
 
 
+def model_spec(name: str, dataset: DatasetSpec) -> ModelSpec:
+    """What `--model name` builds on this dataset."""
+    return ModelSpec(model_for(name, dataset.name), dataset.num_classes, dataset.input_shape, dataset.is_text)
+
+
 def check_model(name: str, dataset: DatasetSpec) -> int:
     """The model's parameter count on this dataset, or a ConfigError where it cannot take its input."""
+    if name in MODELS and (name in TEXT_MODELS) != dataset.is_text:
+        from fedmr_ray.data.catalog import DATASETS
+
+        needs = (f"lines of characters ({', '.join(d for d, s in DATASETS.items() if s.is_text)})"
+                 if name in TEXT_MODELS else "numeric inputs")
+        accepted = ", ".join(m for m in MODELS if (m in TEXT_MODELS) == dataset.is_text)
+        raise SettingError("model", "--model", name, f"needs {needs}, not --dataset {dataset.name}'s "
+                           f"{'character indices' if dataset.is_text else 'inputs'}; models for it: {accepted}, "
+                           f"or {CUSTOM}", quote=False)
     try:
-        return parameter_count(ModelSpec(model_for(name, dataset.name), dataset.num_classes, dataset.input_shape))
+        return parameter_count(model_spec(name, dataset))
     except SettingError as err:
         if name in MODELS:  # a shape mismatch: say which dataset gave the shape
             raise SettingError("model", "--model", name, f"{err.problem} (--dataset {dataset.name})",

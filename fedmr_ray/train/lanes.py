@@ -4,7 +4,7 @@ pays that overhead once for many clients.
 
 Used only where it gives bit for bit the numbers of one by one (`Lanes.is_exact`, checked when a
 trainer starts), and only for models whose step depends on nothing but parameters and data (no
-buffers, no dropout).
+buffers, no dropout, no recurrent layers).
 """
 
 from __future__ import annotations
@@ -110,8 +110,10 @@ class Lanes:
         one on the resident model, here, for short (padded) batches too. Run when the trainer
         starts, on its test set, with padding on."""
         trainer = self.trainer
-        stochastic = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._NormBase)
-        if list(trainer.model.buffers()) or any(isinstance(m, stochastic) for m in trainer.model.modules()):
+        # stochastic or stateful layers; and torch's fused RNNs, which vmap runs lane by lane (no
+        # batching rule for them: nothing to gain)
+        excluded = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._NormBase, torch.nn.RNNBase)
+        if list(trainer.model.buffers()) or any(isinstance(m, excluded) for m in trainer.model.modules()):
             return False
         trainer.padded = True
         params = trainer.params
