@@ -41,6 +41,23 @@ class _Kept:
 
 
 @contextlib.contextmanager
+def restored(*signals: signal.Signals) -> Iterator[None]:
+    """These signals' handlers put back as they were once the body is done, whatever it installs
+    (Ray Tune's fit leaves a SIGINT handler of its own behind, after which Ctrl-C no longer
+    raises KeyboardInterrupt). In the main thread only: no other may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            if handler is not None:  # None: installed from outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def held() -> Iterator[None]:
     """Ctrl-C and SIGTERM held back while the body runs (a round's metrics and its checkpoint are
     written whole), then delivered as they would have been. In the main thread only: signals
@@ -49,13 +66,9 @@ def held() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in before:
-        signal.signal(sig, lambda signum, frame: caught.append(signum))
-    try:
+    with restored(signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
     if caught:
         signal.raise_signal(caught[0])  # to the handler it would have reached

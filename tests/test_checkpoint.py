@@ -111,8 +111,10 @@ def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(tmp_path):
             "--local-epochs", "1", "--serial", "--quiet"]
     env = {**os.environ, "RAY_ADDRESS": ""}
     run_dir = tmp_path / "run"
+    # Ctrl-C as a terminal gives it, even where this process ignores SIGINT (a shell's background job)
     proc = subprocess.Popen([exe, "simulate", *args, "--output", str(run_dir)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.parquet").exists():  # round 1 is done
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -25,6 +25,12 @@ def cluster():
     cluster.shutdown()
 
 
+def alive_executors() -> list:
+    from ray._private.state import actors
+
+    return [a for a in actors(actor_state_name="ALIVE").values() if a["ActorClassName"] == "Executor"]
+
+
 def test_a_node_added_mid_run_brings_more_executors_and_the_numbers_do_not_change(cluster):
     undisturbed = simulate(CONFIG)
     assert {row["executors"] for row in undisturbed} == {1}
@@ -32,8 +38,14 @@ def test_a_node_added_mid_run_brings_more_executors_and_the_numbers_do_not_chang
     def add_a_node(record, elapsed):
         if record.round == 1:
             cluster.add_node(**NODE)
-        else:
-            time.sleep(1.5)  # time for the executor started on it to come up (a few seconds)
+            return
+        # the executor started on it up (its actor alive: however loaded the machine), then time
+        # for its start-up checks before the next round
+        deadline = time.monotonic() + 120
+        while len(alive_executors()) < 2:
+            assert time.monotonic() < deadline, "no executor came up on the new node"
+            time.sleep(0.2)
+        time.sleep(1.5)
 
     grown = simulate(CONFIG, on_round=add_a_node)
     executors = [row["executors"] for row in grown]

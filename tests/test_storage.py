@@ -108,7 +108,6 @@ def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server,
     """Ctrl-C (or SIGTERM) while a file is being uploaded: the upload finishes whole, then the
     interrupt goes on. (Closing a stream cut short would publish the part written so far: a
     0-byte metrics.parquet was seen this way when a job was stopped.)"""
-    import os
     import shutil
     import signal
 
@@ -121,12 +120,16 @@ def test_an_interrupt_during_an_upload_never_publishes_part_of_a_file(s3_server,
 
     def interrupted_copy(src, dst, length=0):  # half the file, Ctrl-C while the stream is open, the rest
         dst.write(src.read(500))
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # to this thread, at once (os.kill may reach another, later)
         real_copy(src, dst, length)
 
     monkeypatch.setattr(storage.shutil, "copyfileobj", interrupted_copy)
-    with pytest.raises(KeyboardInterrupt):
-        storage.Remote.open("s3://uploads/run", "--output").upload(local, "metrics.parquet")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as Python's, whatever this process had
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            storage.Remote.open("s3://uploads/run", "--output").upload(local, "metrics.parquet")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert s3_server.fs.open_input_stream("uploads/run/metrics.parquet").read() == b"x" * 1000
 
 

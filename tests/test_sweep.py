@@ -208,6 +208,7 @@ def read_metrics_or_empty(run_dir: Path) -> list:
 
 
 def test_simulate_seeds_runs_a_sweep_of_those_seeds(tmp_path, monkeypatch, capsys):
+    ctrl_c = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(sys, "argv", ["fedmr-ray", "simulate", "--clients", "12", "--rounds", "2", "--local-epochs", "1",
                                       "--algorithm", "fedavg", "--seeds", "3,4", "--output", str(tmp_path / "s")])
     with pytest.raises(SystemExit) as exit_info:
@@ -219,6 +220,8 @@ def test_simulate_seeds_runs_a_sweep_of_those_seeds(tmp_path, monkeypatch, capsy
     assert "| all | 2 |" in out.out and "95% confidence interval" in out.out
     assert [t.config.seed for t in sweep.trials] == [3, 4] and all(t.finished() for t in sweep.trials)
     assert (tmp_path / "s" / PLAN).is_file()
+    # Ray Tune's SIGINT handler is not left behind: Ctrl-C is what it was in the calling process
+    assert signal.getsignal(signal.SIGINT) is ctrl_c
 
 
 def test_a_sweep_follows_the_cluster_more_trials_on_a_new_node_and_a_lost_one_resumed(tmp_path):

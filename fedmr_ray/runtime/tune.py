@@ -15,6 +15,7 @@ import contextlib
 import io
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ray import tune
 
 from fedmr_ray.results import RunDirectory, read_metrics
 from fedmr_ray.runtime.resources import DRIVER_RESOURCE, DRIVER_SHARE
+from fedmr_ray.signals import restored
 from fedmr_ray.sweep import Resources, Sweep, Trial
 
 TUNE_DIR = "tune"
@@ -149,7 +151,8 @@ def run_sweep(sweep: Sweep, directory: Path, *, resume: bool = False, max_concur
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(directory.absolute()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                                       callbacks=[progress] if progress else None))
-    with contextlib.redirect_stdout(io.StringIO()):  # Tune's own banner; the progress view is `progress`
+    # Tune's own banner hidden (the progress view is `progress`); its SIGINT handler not left behind
+    with contextlib.redirect_stdout(io.StringIO()), restored(signal.SIGINT):
         tuner.fit()
     finished = [t.name for t in sweep.trials if t.finished()]
     return Outcome(finished, [t.name for t in sweep.trials if t.name not in finished])
