@@ -220,9 +220,10 @@ class DataConfig(Settings):
                              "0.4465), std (0.2023, 0.1994, 0.2010); MNIST mean 0.1307, std 0.3081; Fashion-MNIST x "
                              "in [0, 1]; FEMNIST (0.5 - x) / 0.5) or half ((x - 0.5) / 0.5 for all, FEMNIST's x "
                              "inverted first).", check=lambda v: v in ("reference", "half"), must="reference or half")
-    femnist_test: str = setting("clients", "FEMNIST and Shakespeare (LEAF): the test set: clients (the test samples of "
-                                "the writers that are clients, as the reference; every training writer's under a partition other than "
-                                "natural) or all (every test writer's samples).",
+    femnist_test: str = setting("clients", "FEMNIST and Shakespeare (LEAF): the test set: clients (the test "
+                                "samples of the writers that are clients, as the reference; every training "
+                                "writer's under a partition other than natural) or all (every test writer's "
+                                "samples).",
                                 check=lambda v: v in ("clients", "all"), must="clients or all")
     augment: bool = setting(False, "CIFAR: augment the training images with random crops (4-pixel padding) and "
                             "horizontal flips.")
@@ -303,8 +304,8 @@ class SimulationConfig(Settings):
     seed: int = setting(0, "Seed of every random number (data, init, sampling, training, recombination).",
                         panel=RUN, check=_at_least(0), must="an integer >= 0")
     model: str = setting("mlp", "Model: mlp, cnn (the reference's for the dataset: cnn-mnist on mnist, cnn-femnist "
-                         "on femnist, cnn-cifar elsewhere), cnn-cifar, cnn-mnist, cnn-femnist, resnet20, vgg16, lstm (the "
-                         "reference's CharLSTM, for shakespeare) "
+                         "on femnist, cnn-cifar elsewhere), cnn-cifar, cnn-mnist, cnn-femnist, resnet20, vgg16, "
+                         "lstm (the reference's CharLSTM, for shakespeare) "
                          "(`fedmr-ray models` lists them with their sizes), or package.module:factory, a "
                          "factory(num_classes, input_shape) -> nn.Module of your own.", panel=RUN)
     output: str | None = setting(None, "Run directory [default: runs/<timestamp>-<algorithm>].", panel=OUTPUT)

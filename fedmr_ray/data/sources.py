@@ -1,6 +1,6 @@
 """Reading datasets from local files: CIFAR python batches, image folders, IDX (MNIST-like) and
-LEAF JSON (FEMNIST's pixels, Shakespeare's lines of text). Nothing is downloaded. A missing or malformed dataset is a `ConfigError` of one line
-naming the expected layout and how to get the data.
+LEAF JSON (FEMNIST's pixels, Shakespeare's lines of text). Nothing is downloaded. A missing or
+malformed dataset is a `ConfigError` of one line naming the expected layout and how to get the data.
 
 Images come out as pixels, NCHW: uint8 (0..255), or float32 in [0, 1] where the source holds
 values that are not whole 1/255 steps; `normalise` makes them the model inputs. Text comes out as
@@ -9,6 +9,7 @@ uint8 indices into the dataset's alphabet, which are the model inputs as they ar
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import pickle
@@ -284,6 +285,14 @@ def _leaf_pixels(source: Source, where: Path, values: list) -> np.ndarray:
     return x
 
 
+@functools.cache
+def _index_table(alphabet: str) -> np.ndarray:
+    """Byte -> its index in the alphabet (255: not in it), for latin-1 text."""
+    table = np.full(256, 255, np.uint8)
+    table[np.frombuffer(alphabet.encode("ascii"), np.uint8)] = np.arange(len(alphabet))
+    return table
+
+
 def _leaf_text(source: Source, where: Path, user: str, record: dict) -> tuple[np.ndarray, np.ndarray]:
     """LEAF Shakespeare: x lines of 80 characters, y the character after each; as indices into the
     dataset's alphabet (the reference's word_to_indices and letter_to_vec), uint8 [N, 80] and int64."""
@@ -293,10 +302,8 @@ def _leaf_text(source: Source, where: Path, user: str, record: dict) -> tuple[np
         raise dataset_error(spec, where, f"user {user!r}: x is not a list of {length}-character strings")
     if not all(isinstance(c, str) and len(c) == 1 for c in targets):
         raise dataset_error(spec, where, f"user {user!r}: y is not a list of single characters")
-    table = np.full(256, 255, np.uint8)
-    table[np.frombuffer(spec.alphabet.encode("ascii"), np.uint8)] = np.arange(len(spec.alphabet))
     text = "".join(lines) + "".join(targets)
-    indices = table[np.frombuffer(text.encode("latin-1", errors="ignore"), np.uint8)]
+    indices = _index_table(spec.alphabet)[np.frombuffer(text.encode("latin-1", errors="ignore"), np.uint8)]
     if len(indices) != len(text) or (indices == 255).any():  # a character beyond latin-1, or not in the alphabet
         bad = next(c for c in text if c not in spec.alphabet)
         raise dataset_error(spec, where, f"user {user!r}: character {bad!r} is not one of the {len(spec.alphabet)} "
