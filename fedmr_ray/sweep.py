@@ -17,6 +17,7 @@ is accepted. Running the trials is runtime/tune.py's.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import re
@@ -69,6 +70,11 @@ class Trial:
     def run_dir(self) -> Path:
         return Path(self.config.output)
 
+    def rooted(self, directory: Path) -> Trial:
+        """The same trial writing under `directory` (its sweep's directory wherever that now is)."""
+        output = str(directory.absolute() / self.name)
+        return Trial(self.name, self.values, dataclasses.replace(self.config, output=output))
+
     def metrics(self) -> list[dict[str, Any]]:
         """Its metrics rows so far (none where it has not evaluated a round yet)."""
         return RunDirectory(self.run_dir).metrics()
@@ -106,11 +112,14 @@ class Sweep:
 
 
 def read_plan(directory: Path) -> Sweep:
-    """The sweep planned in this directory (by `fedmr-ray sweep`)."""
+    """The sweep planned in this directory (by `fedmr-ray sweep`), its trials' run directories in
+    it: a sweep's directory moved or copied elsewhere (another checkout, a pod's volume) is read and
+    resumed where it now is."""
     try:
-        return Sweep.from_dict(json.loads((directory / PLAN).read_text()))
+        sweep = Sweep.from_dict(json.loads((directory / PLAN).read_text()))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{directory}: no readable {PLAN} of a fedmr-ray sweep in it ({type(err).__name__})") from None
+    return dataclasses.replace(sweep, trials=tuple(trial.rooted(directory) for trial in sweep.trials))
 
 
 def folder_name(values: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Sweeps: planning a sweep file into trials, refusing a bad one whole, the statistics over seeds;
 end to end on Ray Tune: a trial gives the numbers of the same run alone, and an interrupted sweep
-resumed ends as an uninterrupted one."""
+resumed (from where it was moved to) ends as an uninterrupted one."""
 
 import json
 import math
@@ -171,8 +171,8 @@ def command() -> str:
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
 def test_a_sweep_interrupted_and_resumed_ends_as_its_trials_run_alone(tmp_path):
     """Stopped with SIGTERM (as Kubernetes stops a pod; the command turns it into Ctrl-C's stop),
-    a sweep keeps its state and its trials their checkpoints; resumed, it ends as its trials run
-    alone."""
+    a sweep keeps its state and its trials their checkpoints; moved to another folder and resumed
+    there, it ends as its trials run alone."""
     exe, env = command(), {**os.environ, "RAY_ADDRESS": ""}
     (tmp_path / "s.toml").write_text(SWEEP_FILE.replace("seed = [0, 1]", "seed = [0]"))  # two trials
     out = tmp_path / "sweep"
@@ -187,17 +187,21 @@ def test_a_sweep_interrupted_and_resumed_ends_as_its_trials_run_alone(tmp_path):
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr
     assert "Resume with: fedmr-ray sweep --resume" in stderr and "Traceback" not in own_lines(stderr)
-    sweep = read_plan(out)
-    assert not all(trial.finished() for trial in sweep.trials)
+    assert not all(trial.finished() for trial in read_plan(out).trials)
 
-    resumed = subprocess.run([exe, "sweep", "--resume", str(out)], env=env, capture_output=True, text=True,
+    # resumed somewhere else (copied to another machine, another checkout): it goes on where it is now
+    moved = out.rename(tmp_path / "moved")
+    sweep = read_plan(moved)
+    assert [t.run_dir for t in sweep.trials] == [moved / "algorithm=fedmr,seed=0", moved / "algorithm=fedavg,seed=0"]
+    resumed = subprocess.run([exe, "sweep", "--resume", str(moved)], env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "2/2 trials finished" in resumed.stderr and "| algorithm | seeds | final acc" in resumed.stdout
+    assert not out.exists()
     expected = alone(sweep.trials)
     for trial in sweep.trials:
         assert results(read_metrics(trial.run_dir)) == expected[trial.name], trial.name
-    assert (out / "summary.md").is_file() and (out / "curves.png").is_file()
+    assert (moved / "summary.md").is_file() and (moved / "curves.png").is_file()
 
 
 def read_metrics_or_empty(run_dir: Path) -> list:

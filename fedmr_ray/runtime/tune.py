@@ -46,12 +46,13 @@ def placement(resources: Resources, cluster: dict[str, float]) -> tune.Placement
                                       strategy="PACK")
 
 
-def run_trial(params: dict[str, Any]) -> None:
+def run_trial(params: dict[str, Any], root: str) -> None:
     """One trial: its simulation from the start, or from its run directory's checkpoint (a trial
-    that Tune starts again after a failure or a resume); a finished one only reports."""
+    that Tune starts again after a failure or a resume); a finished one only reports. Its run
+    directory is under `root`, the sweep's directory now (Tune's state holds where it was planned)."""
     from fedmr_ray.api import simulate
 
-    trial = Trial.from_dict(params["trial"])
+    trial = Trial.from_dict(params["trial"]).rooted(Path(root))
     config, run_dir = trial.config, trial.run_dir
     if trial.finished():
         tune.report({"round": config.rounds, "accuracy": read_metrics(run_dir)[-1]["test_accuracy"], DONE: True})
@@ -135,7 +136,8 @@ def run_sweep(sweep: Sweep, directory: Path, *, resume: bool = False, max_concur
     trials keep their checkpoints and Tune its state."""
     # a trial's results go to its run directory: no TensorBoard, CSV or JSON loggers of Tune's
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    trainable = tune.with_resources(run_trial, placement(sweep.resources, ray.cluster_resources()))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, root=str(directory.absolute())),
+                                    placement(sweep.resources, ray.cluster_resources()))
     state = directory.absolute() / TUNE_DIR
     if resume and tune.Tuner.can_restore(str(state)):
         tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True)
