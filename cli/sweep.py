@@ -32,10 +32,9 @@ class SweepStopped(Exception):
                          f"fedmr-ray sweep --resume {shlex.quote(str(directory))}")
 
 
-def run_planned(sweep: Sweep, directory: Path, *, address: str | None, max_concurrent: int | None,
-                resume: bool) -> None:
-    """Run the sweep on Ray (a local one by default), then write and print its report. SIGTERM
-    stops it as Ctrl-C does: Tune keeps its state, trials their checkpoints."""
+def run_planned(sweep: Sweep, directory: Path, *, address: str | None, max_concurrent: int | None) -> None:
+    """Run the sweep's unfinished trials on Ray (a local one by default), then write and print its
+    report. SIGTERM stops it as Ctrl-C does: trials keep their checkpoints."""
     from fedmr_ray.sweep_report import report_sweep
     from fedmr_ray.runtime.driver import ray_cluster
     from fedmr_ray.runtime.tune import Progress, run_sweep
@@ -51,7 +50,7 @@ def run_planned(sweep: Sweep, directory: Path, *, address: str | None, max_concu
     with ray_cluster(address):
         previous = signal.signal(signal.SIGTERM, on_sigterm)  # after Ray's start, which installs its own
         try:
-            outcome = run_sweep(sweep, directory, resume=resume, max_concurrent=max_concurrent, progress=progress)
+            outcome = run_sweep(sweep, directory, max_concurrent=max_concurrent, progress=progress)
         finally:
             signal.signal(signal.SIGTERM, previous)
     print(f"fedmr-ray sweep: {len(outcome.finished)}/{len(sweep.trials)} trials finished in "
@@ -87,12 +86,12 @@ def run_seeds(config: SimulationConfig, seeds: list[int]) -> None:
     sweep = plan({"base": base, "grid": {"seed": seeds}, "resources": resources}, "--seeds", directory.absolute())
     check_data(sweep)
     sweep.write(directory)
-    run_planned(sweep, directory, address=config.runtime.address, max_concurrent=None, resume=False)
+    run_planned(sweep, directory, address=config.runtime.address, max_concurrent=None)
 
 
 def sweep_folder(text: str, option: str) -> Path:
-    """A sweep's directory: a local folder (every trial's driver writes into it, and Tune keeps its
-    state there); on Kubernetes a ReadWriteMany volume. A URI is refused."""
+    """A sweep's directory: a local folder (every trial's driver writes into it); on Kubernetes a
+    ReadWriteMany volume. A URI is refused."""
     if is_uri(text):
         raise ConfigError(f"{option} {text}: a sweep's directory is a folder (on Kubernetes, a ReadWriteMany "
                           "volume: k8s render --sweep mounts one); URIs are for fedmr-ray simulate --output")
@@ -103,10 +102,11 @@ def sweep_command(
     file: Annotated[Path | None, typer.Argument(help="The sweep file (TOML, JSON or YAML): \\[base], \\[grid], "
                                                      "\\[\\[runs]], \\[resources].", show_default=False)] = None,
     output: Annotated[str | None, typer.Option(help="The sweep's directory (a local folder): a run directory per trial, named "
-                                                     "after its values; Tune's state; the report \\[default: "
+                                                     "after its values; the plan; the report \\[default: "
                                                      "runs/sweep-<timestamp>].", show_default=False)] = None,
     resume: Annotated[str | None, typer.Option(help="Go on with the sweep in this directory: finished trials "
-                                                     "stay, interrupted ones go on from their checkpoints.",
+                                                     "stay, the others run in the plan's order, interrupted "
+                                                     "ones from their checkpoints.",
                                                 show_default=False)] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster to connect to \\[default: RAY_ADDRESS, else a "
                                                      "local Ray].", show_default=False)] = None,
@@ -123,7 +123,7 @@ def sweep_command(
         if file is not None or output is not None:
             raise ConfigError("--resume DIR takes the sweep planned in DIR: give no FILE and no --output")
         folder = sweep_folder(resume, "--resume")
-        run_planned(read_plan(folder), folder, address=address, max_concurrent=max_concurrent, resume=True)
+        run_planned(read_plan(folder), folder, address=address, max_concurrent=max_concurrent)
         return
     if file is None:
         raise ConfigError("FILE: give a sweep file (or --resume DIR)")
@@ -133,10 +133,10 @@ def sweep_command(
         if planned.trials != read_sweep(file, directory.absolute()).trials:
             raise ConfigError(f"--output {directory}: holds another sweep than {file}; --resume-if-exists goes on "
                               "only with the same one")
-        run_planned(planned, directory, address=address, max_concurrent=max_concurrent, resume=True)
+        run_planned(planned, directory, address=address, max_concurrent=max_concurrent)
         return
     check_output_dir(str(directory))
     sweep = read_sweep(file, directory.absolute())
     check_data(sweep)
     sweep.write(directory)
-    run_planned(sweep, directory, address=address, max_concurrent=max_concurrent, resume=False)
+    run_planned(sweep, directory, address=address, max_concurrent=max_concurrent)

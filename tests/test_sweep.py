@@ -193,10 +193,14 @@ def test_a_sweep_interrupted_and_resumed_ends_as_its_trials_run_alone(tmp_path):
     moved = out.rename(tmp_path / "moved")
     sweep = read_plan(moved)
     assert [t.run_dir for t in sweep.trials] == [moved / "algorithm=fedmr,seed=0", moved / "algorithm=fedavg,seed=0"]
-    resumed = subprocess.run([exe, "sweep", "--resume", str(moved)], env=env, capture_output=True, text=True,
-                             timeout=300)
+    unfinished = [t.name for t in sweep.trials if not t.finished()]
+    resumed = subprocess.run([exe, "sweep", "--resume", str(moved), "--max-concurrent", "1"], env=env,
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "2/2 trials finished" in resumed.stderr and "| algorithm | seeds | final acc" in resumed.stdout
+    # the unfinished trials (only they) started again, in the plan's order
+    started = [line.split()[3] for line in resumed.stderr.splitlines() if line.startswith("fedmr-ray sweep: started ")]
+    assert started == unfinished, resumed.stderr
     assert not out.exists()
     expected = alone(sweep.trials)
     for trial in sweep.trials:

@@ -4,9 +4,11 @@ Each trial is a function trainable (`run_trial`) that runs the simulation into t
 directory, with its executors in the trial's placement group: an empty head bundle for the
 trial's driver (it waits on its coordinator, which takes no CPU) and one bundle per executor, so
 that as many trials run at once as the cluster holds, and pending ones are demand an autoscaler
-sees. Tune keeps its experiment state in <sweep>/tune, for `fedmr-ray sweep --resume`; a trial
-whose node goes away fails and Tune starts it again, and the trial goes on from its own last
-checkpoint in its run directory: its metrics are those of an undisturbed run.
+sees. A trial whose node goes away fails and Tune starts it again, and the trial goes on from
+its own last checkpoint in its run directory: its metrics are those of an undisturbed run. For the
+same reason a sweep resumed is a new Tune run of its unfinished trials, in the plan's order (the
+plan, sweep.json, and the run directories hold all there is to go on from); <sweep>/tune is only
+Tune's scratch.
 """
 
 from __future__ import annotations
@@ -46,13 +48,12 @@ def placement(resources: Resources, cluster: dict[str, float]) -> tune.Placement
                                       strategy="PACK")
 
 
-def run_trial(params: dict[str, Any], root: str) -> None:
+def run_trial(params: dict[str, Any]) -> None:
     """One trial: its simulation from the start, or from its run directory's checkpoint (a trial
-    that Tune starts again after a failure or a resume); a finished one only reports. Its run
-    directory is under `root`, the sweep's directory now (Tune's state holds where it was planned)."""
+    that Tune starts again after a failure, or one of a sweep resumed); a finished one only reports."""
     from fedmr_ray.api import simulate
 
-    trial = Trial.from_dict(params["trial"]).rooted(Path(root))
+    trial = Trial.from_dict(params["trial"])
     config, run_dir = trial.config, trial.run_dir
     if trial.finished():
         tune.report({"round": config.rounds, "accuracy": read_metrics(run_dir)[-1]["test_accuracy"], DONE: True})
@@ -129,33 +130,28 @@ class Outcome:
     unfinished: list[str]  # interrupted or failed: `fedmr-ray sweep --resume` goes on with them
 
 
-def run_sweep(sweep: Sweep, directory: Path, *, resume: bool = False, max_concurrent: int | None = None,
+def run_sweep(sweep: Sweep, directory: Path, *, max_concurrent: int | None = None,
               progress: tune.Callback | None = None) -> Outcome:
-    """Run (or, with `resume`, go on with) the sweep planned in `directory`, on the Ray this
-    process is connected to. Ctrl-C (and SIGTERM, which the command turns into it) stops it:
-    trials keep their checkpoints and Tune its state."""
+    """Run the sweep's unfinished trials (all of them at first; a resumed sweep's others), in its
+    plan's order, on the Ray this process is connected to; `sweep` as read_plan(directory) gives
+    it. Ctrl-C (and SIGTERM, which the command turns into it) stops it: trials keep their
+    checkpoints."""
     # a trial's results go to its run directory: no TensorBoard, CSV or JSON loggers of Tune's
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    trainable = tune.with_resources(tune.with_parameters(run_trial, root=str(directory.absolute())),
-                                    placement(sweep.resources, ray.cluster_resources()))
-    state = directory.absolute() / TUNE_DIR
-    if resume and tune.Tuner.can_restore(str(state)):
-        tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True)
-        # the restored run configuration holds the first start's progress view: this one's instead
-        tuner._local_tuner._run_config.callbacks = [progress] if progress else None
-    else:
-        name = {"trial": tune.grid_search([trial.to_dict() for trial in sweep.trials])}
+    todo = [trial.to_dict() for trial in sweep.trials if not trial.finished()]
+    if todo:
         tuner = tune.Tuner(
-            trainable, param_space=name,
+            tune.with_resources(run_trial, placement(sweep.resources, ray.cluster_resources())),
+            param_space={"trial": tune.grid_search(todo)},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["trial"]["name"],
                                         trial_dirname_creator=lambda t: t.config["trial"]["name"]),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(directory.absolute()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                                       callbacks=[progress] if progress else None))
-    # Tune's own banner hidden (the progress view is `progress`); its SIGINT handler not left behind
-    with contextlib.redirect_stdout(io.StringIO()), restored(signal.SIGINT):
-        tuner.fit()
+        # Tune's own banner hidden (the progress view is `progress`); its SIGINT handler not left behind
+        with contextlib.redirect_stdout(io.StringIO()), restored(signal.SIGINT):
+            tuner.fit()
     finished = [t.name for t in sweep.trials if t.finished()]
     return Outcome(finished, [t.name for t in sweep.trials if t.name not in finished])
 
